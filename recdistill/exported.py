@@ -1,0 +1,163 @@
+"""Exported models: the SavedModel contract between training, soft labels, evaluation and push.
+
+Every model recdistill trains (student, DCN/DeepFM teacher, GBDT teacher) is exported to
+``<model_dir>/export/`` as a TF SavedModel with two signatures, so TF Serving, the Beam
+soft-label job and the evaluator all call it the same way:
+
+* ``serving_default`` takes one tensor per raw input column (named like the input field,
+  shape ``[None]``) and returns a dict of outputs (``logits``, ``probs``, ...). Preprocessing
+  lives inside the model, so callers pass raw columns.
+* ``predict_examples`` takes ``examples``: serialized ``tf.Example`` protos, shape ``[None]``.
+
+``recdistill.json`` beside ``saved_model.pb`` records what a reader needs without loading the
+graph: model class, inputs and outputs, the config it was trained with, training metrics,
+package versions and custom ops to load first (``["ydf"]`` for a GBDT teacher).
+
+This module must not import ``kfp``.
+"""
+
+import dataclasses
+import json
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from recdistill.data import filesystems
+
+logger = logging.getLogger(__name__)
+
+EXPORT_SUBDIR = "export"
+SERVING_SIGNATURE = "serving_default"
+EXAMPLES_SIGNATURE = "predict_examples"
+EXAMPLES_INPUT = "examples"
+METADATA_FILE = "recdistill.json"
+SAVED_MODEL_FILE = "saved_model.pb"
+
+#: Ops libraries a SavedModel may need, by the name recorded in ``custom_ops``.
+_CUSTOM_OPS_MODULES = {"ydf": "ydf_tf"}
+
+
+def export_dir(model_dir: str) -> str:
+    """Where a model trained into ``model_dir`` is exported."""
+    return filesystems.join(model_dir, EXPORT_SUBDIR)
+
+
+def write_metadata(path: str, metadata: Mapping[str, Any]) -> None:
+    """Writes ``recdistill.json`` into the export folder ``path``."""
+    with filesystems.open_output(filesystems.join(path, METADATA_FILE)) as f:
+        f.write(json.dumps(metadata, indent=2, sort_keys=True, default=str).encode())
+
+
+def read_metadata(path: str) -> dict:
+    """Reads ``recdistill.json`` of the export folder ``path`` (empty dict when absent)."""
+    uri = filesystems.join(path, METADATA_FILE)
+    if not filesystems.exists(uri):
+        return {}
+    with filesystems.open_input(uri) as f:
+        return json.loads(f.read())
+
+
+def load_custom_ops(names) -> None:
+    """Imports the op libraries a SavedModel needs before ``tf.saved_model.load`` can read it.
+
+    Runs in every process that loads such a model (Beam workers included), which is why the
+    names travel in ``recdistill.json`` rather than being imported by the caller.
+    """
+    import importlib
+
+    for name in names or ():
+        if name not in _CUSTOM_OPS_MODULES:
+            raise ValueError(f"unknown custom_ops entry {name!r} in {METADATA_FILE}; "
+                             f"known: {sorted(_CUSTOM_OPS_MODULES)}")
+        importlib.import_module(_CUSTOM_OPS_MODULES[name])
+
+
+@dataclasses.dataclass
+class ExportedModel:
+    """A loaded export: call :meth:`predict` with raw columns.
+
+    Attributes:
+      uri: where the export was loaded from.
+      inputs: input column name -> tf.DType expected by ``serving_default``.
+      outputs: output names returned by ``serving_default``.
+      metadata: contents of ``recdistill.json`` (empty when the export has none).
+    """
+
+    uri: str
+    inputs: dict
+    outputs: list
+    metadata: dict
+    _signature: Any = dataclasses.field(repr=False)
+    _loaded: Any = dataclasses.field(repr=False)  # keeps the SavedModel's variables alive
+
+    def check_columns(self, available) -> None:
+        """Raises ValueError unless every input the model needs is among ``available``."""
+        missing = sorted(set(self.inputs) - set(available))
+        if missing:
+            expected = ", ".join(f"{k}:{v.name}" for k, v in sorted(self.inputs.items()))
+            raise ValueError(
+                f"{self.uri}: the model needs input columns {missing} that the data lacks. "
+                f"The model expects [{expected}]; the data has {sorted(available)}. "
+                "Use the config the model was trained with, or add the columns.")
+
+    def predict(self, columns: Mapping[str, Any]) -> dict:
+        """Runs ``serving_default`` on one batch of raw columns.
+
+        Args:
+          columns: column name -> 1-D array-like (numpy, pyarrow or list). Extra columns are
+            ignored; numbers are cast to the dtype the model expects.
+
+        Returns:
+          Output name -> numpy array.
+
+        Raises:
+          ValueError: a needed column is missing or cannot be cast to the expected dtype.
+        """
+        import tensorflow as tf
+
+        self.check_columns(columns)
+        feed = {}
+        for name, dtype in self.inputs.items():
+            values = np.asarray(columns[name])
+            if dtype == tf.string:
+                if values.dtype.kind not in "OUS":
+                    raise ValueError(f"{self.uri}: input column {name!r} must be strings, "
+                                     f"got dtype {values.dtype}. Declare it as STRING.")
+                feed[name] = tf.constant(values.astype(object))
+            else:
+                if values.dtype.kind not in "biuf":
+                    raise ValueError(f"{self.uri}: input column {name!r} must be numeric "
+                                     f"({dtype.name}), got dtype {values.dtype}. Check the "
+                                     "field's input_type.")
+                feed[name] = tf.constant(values.astype(dtype.as_numpy_dtype))
+        out = self._signature(**feed)
+        return {k: v.numpy() for k, v in out.items()}
+
+
+def load_exported(uri: str) -> ExportedModel:
+    """Loads the export at ``uri`` (an export folder, local or gs://).
+
+    Raises:
+      FileNotFoundError: no ``saved_model.pb`` at ``uri``.
+      ValueError: the SavedModel lacks the ``serving_default`` signature.
+    """
+    import tensorflow as tf
+
+    if not filesystems.exists(filesystems.join(uri, SAVED_MODEL_FILE)):
+        raise FileNotFoundError(
+            f"{uri}: no {SAVED_MODEL_FILE} here. Pass the export folder of a trained model "
+            f"(<model_dir>/{EXPORT_SUBDIR}) or a pushed version folder.")
+    local = filesystems.localize(uri)
+    metadata = read_metadata(local)
+    load_custom_ops(metadata.get("custom_ops"))
+    loaded = tf.saved_model.load(local)
+    if SERVING_SIGNATURE not in loaded.signatures:
+        raise ValueError(f"{uri}: the SavedModel has signatures {sorted(loaded.signatures)} but "
+                         f"no {SERVING_SIGNATURE!r}. Export it with recdistill (or add a "
+                         "serving_default signature taking raw columns).")
+    signature = loaded.signatures[SERVING_SIGNATURE]
+    inputs = {name: spec.dtype for name, spec in signature.structured_input_signature[1].items()}
+    outputs = sorted(signature.structured_outputs)
+    return ExportedModel(uri=uri, inputs=inputs, outputs=outputs, metadata=metadata,
+                         _signature=signature, _loaded=loaded)
