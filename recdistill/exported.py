@@ -135,19 +135,33 @@ class ExportedModel:
         return {k: v.numpy() for k, v in out.items()}
 
 
-def load_exported(uri: str) -> ExportedModel:
-    """Loads the export at ``uri`` (an export folder, local or gs://).
+def resolve_export(uri: str) -> str:
+    """Returns the SavedModel folder for ``uri``: an export folder or a model_dir holding one.
+
+    Pipelines pass model_dirs (a ``Model`` artifact), users pass export or pushed-version
+    folders; both work everywhere a model is read.
 
     Raises:
-      FileNotFoundError: no ``saved_model.pb`` at ``uri``.
+      FileNotFoundError: neither ``uri`` nor ``uri/export`` holds a ``saved_model.pb``.
+    """
+    for candidate in (uri, export_dir(uri)):
+        if filesystems.exists(filesystems.join(candidate, SAVED_MODEL_FILE)):
+            return candidate
+    raise FileNotFoundError(
+        f"{uri}: no {SAVED_MODEL_FILE} here or in {EXPORT_SUBDIR}/. Pass a model_dir that "
+        "recdistill trained into, its export folder, or a pushed version folder.")
+
+
+def load_exported(uri: str) -> ExportedModel:
+    """Loads the export at ``uri`` (export folder or model_dir, local or gs://).
+
+    Raises:
+      FileNotFoundError: no ``saved_model.pb`` at ``uri`` or ``uri/export``.
       ValueError: the SavedModel lacks the ``serving_default`` signature.
     """
     import tensorflow as tf
 
-    if not filesystems.exists(filesystems.join(uri, SAVED_MODEL_FILE)):
-        raise FileNotFoundError(
-            f"{uri}: no {SAVED_MODEL_FILE} here. Pass the export folder of a trained model "
-            f"(<model_dir>/{EXPORT_SUBDIR}) or a pushed version folder.")
+    uri = resolve_export(uri)
     local = filesystems.localize(uri)
     metadata = read_metadata(local)
     load_custom_ops(metadata.get("custom_ops"))
