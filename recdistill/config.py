@@ -403,6 +403,9 @@ def _check_data(cfg) -> Iterator[_Problem]:
         yield _Problem("data_config.batch_size", "must be > 0", _show(data.batch_size),
                        "Set a positive batch size, e.g. 1024")
     inputs = _input_names(cfg)
+    if not data.label_fields:
+        yield _Problem("data_config.label_fields", "must name at least one label", "nothing",
+                       f"Add label_fields: ['<label>'] from the input fields: {_choices(inputs)}")
     for i, label in enumerate(data.label_fields):
         if label not in inputs:
             yield _Problem(f"data_config.label_fields[{i}]", "must name an input field",

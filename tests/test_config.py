@@ -323,6 +323,16 @@ def test_label_fields_must_be_input_fields(tmp_path):
                                         "model_config.kd[0].soft_label_name must be one of")
 
 
+def test_label_fields_must_not_be_empty(tmp_path):
+    text = (CONFIGS / "easyrec_dcn_teacher.config").read_text()
+    bad = text.replace("  label_fields: 'clk'\n", "")
+    path, error = _errors(bad, tmp_path=tmp_path)
+    assert error.problems == [
+        f"{path}:{_line_of(bad, 'data_config')}: data_config.label_fields must name at least one "
+        f"label, got nothing. Add label_fields: ['<label>'] from the input fields: clk, user_id, "
+        f"adgroup_id, cate_id, price."]
+
+
 def test_feature_input_names_must_be_input_fields(tmp_path):
     prefix, problem = _one_error(tmp_path, "input_names: 'user_id' embedding_dim",
                                  "feature_name: 'user_id' input_names: 'uid' embedding_dim",
@@ -462,3 +472,14 @@ def test_field_lines_follow_nesting_and_repeated_indices():
     assert lines["model_config.kd[1].pred_name"] == 7
     # The unknown top-level name 'a' is still recorded, as a singular path.
     assert lines["a"] == 1
+
+
+def test_config_imports_nothing_from_recdistill_but_protos():
+    import subprocess
+    import sys
+
+    code = ("import sys, recdistill.config; "
+            "print(sorted(m for m in sys.modules if m.startswith('recdistill')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(sorted(
+        ["recdistill", "recdistill.config", "recdistill.protos", "recdistill.protos.pipeline_pb2"]))
