@@ -260,7 +260,8 @@ def _block_loss(
     elif loss_type == pipeline_pb2.CROSS_ENTROPY_LOSS:
         target, prob = _activate(teacher, num_class), _activate(student, num_class)
         loss = tf.reduce_mean(
-            -target * tf.math.log(prob + EPSILON) - (1.0 - target) * tf.math.log(1.0 - prob + EPSILON)
+            -target * tf.math.log(prob + EPSILON)
+            - (1.0 - target) * tf.math.log(1.0 - prob + EPSILON)
         )
     else:  # KL_DIVERGENCE_LOSS; _check_block admits nothing else.
         target, prob = _activate(teacher, num_class), _activate(student, num_class)
