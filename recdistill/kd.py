@@ -160,14 +160,17 @@ def _check_block(index: int, block: pipeline_pb2.KD) -> None:
 
 
 def _prediction(field: str, name: str, predictions: Mapping[str, tf.Tensor]) -> tf.Tensor:
-    """Looks up a prediction as a float tensor, listing every valid name when it is absent."""
+    """Looks up a prediction as float32 (float64 kept), listing every name when it is absent.
+
+    Half-precision outputs are widened because ``eps = 1e-7`` underflows in float16.
+    """
     if name not in predictions:
         raise ValueError(
             f"{field} {name!r} is not a prediction of the model; available predictions: "
             f"{', '.join(sorted(predictions))}. Set {field.rsplit('.', 1)[-1]} to one of them."
         )
     value = tf.convert_to_tensor(predictions[name])
-    return value if value.dtype.is_floating else tf.cast(value, tf.float32)
+    return value if value.dtype == tf.float64 else tf.cast(value, tf.float32)
 
 
 def _label(field: str, name: str, labels: Mapping[str, tf.Tensor]) -> tf.Tensor:

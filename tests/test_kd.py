@@ -291,6 +291,20 @@ def test_soft_labels_are_cast_and_reshaped_to_the_prediction(
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+def test_half_precision_predictions_are_computed_in_float32():
+    block = make_block(pred_name="probs", soft_label_name="kd_soft", loss_type=KL,
+                       pred_is_logits=False, label_is_logits=False)
+    student = np.array([1e-9, 0.3, 0.999, 0.5])
+    teacher = np.array([0.2, 0.3, 0.9, 0.5])
+    losses = kd.build_kd_losses([block], {"probs": tf.constant(student, tf.float16)},
+                                {"kd_soft": teacher})
+    value = losses["kd_loss_probs_kd_soft"]
+    expected = np_kd_loss(KL, student.astype(np.float16).astype(np.float64), teacher,
+                          is_logits=False, temperature=1.0, multi_class=False)
+    assert value.dtype == tf.float32
+    assert float(value) == pytest.approx(expected, rel=1e-4)
+
+
 def test_losses_build_inside_tf_function():
     block = make_block(pred_name="logits", soft_label_name="kd_soft", loss_type=CE, temperature=2.0)
 
