@@ -150,6 +150,25 @@ def dssm_tower_group(cfg, tower: str) -> str:
     return tower_id if tower_id in groups else DSSM_DEFAULT_GROUPS[tower]
 
 
+def without_kd(cfg):
+    """A copy of ``cfg`` without kd: no kd blocks, no soft-label input or label fields.
+
+    The baseline student trained beside the distilled one reads the raw training table (which
+    has no soft-label columns), so the fields go too, not only the kd blocks.
+    """
+    soft = set(soft_label_fields(cfg))
+    plain = pipeline_pb2.EasyRecConfig()
+    plain.CopyFrom(cfg)
+    plain.model_config.ClearField("kd")
+    kept_fields = [f for f in plain.data_config.input_fields if f.input_name not in soft]
+    kept_labels = [name for name in plain.data_config.label_fields if name not in soft]
+    plain.data_config.ClearField("input_fields")
+    plain.data_config.input_fields.extend(kept_fields)
+    plain.data_config.ClearField("label_fields")
+    plain.data_config.label_fields.extend(kept_labels)
+    return plain
+
+
 def to_text(cfg) -> str:
     """The config in protobuf text format; ``load_config(to_text(cfg))`` gives ``cfg`` back."""
     return text_format.MessageToString(cfg)

@@ -483,3 +483,16 @@ def test_config_imports_nothing_from_recdistill_but_protos():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted(
         ["recdistill", "recdistill.config", "recdistill.protos", "recdistill.protos.pipeline_pb2"]))
+
+
+def test_without_kd_drops_kd_blocks_and_soft_label_fields():
+    cfg = config.load_config(str(DSSM_KD))
+    assert cfg.model_config.kd and "kd_soft" in config.label_fields(cfg)
+
+    plain = config.without_kd(cfg)
+
+    assert len(plain.model_config.kd) == 0
+    assert "kd_soft" not in config.label_fields(plain)
+    assert "kd_soft" not in [f.input_name for f in plain.data_config.input_fields]
+    assert config.label_fields(plain) == [n for n in config.label_fields(cfg) if n != "kd_soft"]
+    assert len(cfg.model_config.kd) == 1  # the original is untouched
