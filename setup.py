@@ -24,6 +24,7 @@ setup(
         "tensorflow==2.21.*",
         "keras>=3.15,<4",
         "kfp==2.17.*",
+        "kfp-kubernetes==2.17.*",
         "apache-beam[gcp]==2.77.*",
         "tfx-bsl==1.21.*",
         "google-cloud-storage>=3.17,<4",

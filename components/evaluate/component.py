@@ -1,0 +1,36 @@
+"""Component: evaluate the student, write the report, decide the blessing."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, ClassificationMetrics, Dataset, HTML, Input, Metrics, Model, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def evaluate(model: Input[Model], eval_data: Input[Dataset], config: str, teacher: Input[Model],
+             baseline: Input[Model], champion: str, thresholds: str, run_date: str,
+             metrics: Output[Metrics], roc: Output[ClassificationMetrics], report: Output[HTML],
+             evaluation: Output[Artifact]) -> bool:
+    """Scores the eval table with student, teacher, baseline and champion; returns blessed.
+
+    Args:
+      model: the candidate student.
+      eval_data: the evaluation table.
+      config: URI of the student's EasyRec config (label and GAUC user-id fields).
+      teacher: the teacher, for agreement metrics.
+      baseline: the student trained without kd, for the kd gain.
+      champion: export URI of the currently served model ('' on the first run).
+      thresholds: thresholds file URI or inline YAML/JSON ('' blesses nothing).
+      run_date: the run's date; part of the cache key.
+    """
+    from recdistill import steps
+
+    result = steps.evaluate(model.uri, eval_data.uri, config, evaluation.uri,
+                            teacher_uri=teacher.uri, champion_uri=champion,
+                            baseline_uri=baseline.uri, thresholds=thresholds)
+    for key, value in sorted(result.kfp_scalars().items()):
+        metrics.log_metric(key, value)
+    roc.log_roc_curve(*result.roc_curve())
+    roc.log_confusion_matrix(*result.confusion_matrix())
+    result.write_report(report.path)
+    return result.blessed

@@ -1,0 +1,35 @@
+"""Component: the Beam job writing the training table back with the teacher's soft labels."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def generate_soft_labels(teacher: Input[Model], config: str, train_data: Input[Dataset],
+                         run_date: str, soft_labels: Output[Dataset], stats: Output[Metrics],
+                         runner: str = "DirectRunner", beam_args: List[str] = [],
+                         max_bad_rows_fraction: float = 0.0):
+    """Runs the teacher over every training row and adds one soft-label column per kd block.
+
+    Args:
+      teacher: the teacher model (its export is run by a Beam ModelHandler).
+      config: URI of the student's EasyRec config (its kd blocks name the soft-label columns).
+      train_data: the training table.
+      run_date: the run's date; part of the cache key.
+      runner: Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...
+      beam_args: extra Beam pipeline options, e.g. ["--project=p", "--region=r"].
+      max_bad_rows_fraction: share of malformed rows sent to the dead-letter output before
+        the job fails (0: any bad row fails it).
+    """
+    from recdistill import steps
+
+    result = steps.generate_soft_labels(teacher.uri, config, train_data.uri, soft_labels.uri,
+                                        runner=runner, beam_args=beam_args,
+                                        max_bad_rows_fraction=max_bad_rows_fraction)
+    for key in ("rows_read", "rows_written", "rows_rejected", "teacher_auc"):
+        if result.get(key) is not None:
+            stats.log_metric(key, result[key])

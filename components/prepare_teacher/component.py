@@ -1,0 +1,27 @@
+"""Component: the teacher model, reused from a URI or trained from its config."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.images import TRAINER_IMAGE
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def prepare_teacher(config: str, teacher_uri: str, train_data: Input[Dataset],
+                    eval_data: Input[Dataset], run_date: str, teacher: Output[Model],
+                    num_steps: int = 0):
+    """Provides the teacher: copies ``teacher_uri`` when given, else trains ``config``.
+
+    Args:
+      config: URI of the teacher's EasyRec config (used when ``teacher_uri`` is '').
+      teacher_uri: an existing teacher export (e.g. the production ranking model), or ''.
+      train_data: the training table (raw, without soft labels).
+      eval_data: the evaluation table.
+      run_date: the run's date; part of the cache key so a new day never reuses old outputs.
+      num_steps: training steps (0 = the config's train_config.num_steps).
+    """
+    from recdistill import steps
+
+    steps.prepare_teacher(config, teacher.uri, teacher_uri=teacher_uri, train_uri=train_data.uri,
+                          eval_uri=eval_data.uri, num_steps=num_steps)
+    teacher.metadata["source"] = teacher_uri or "trained"

@@ -1,0 +1,24 @@
+"""Component: push a blessed model to the versioned serving location."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Model
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def push_model(model: Input[Model], evaluation: Input[Artifact], destination: str,
+               run_date: str, keep: int = 0) -> str:
+    """Copies the model to ``<destination>/<version>/`` atomically; returns that URI.
+
+    Args:
+      model: the blessed student.
+      evaluation: the evaluate step's output (its metrics.json must say blessed).
+      destination: the serving base directory TF Serving polls (local path or gs://).
+      run_date: the run's date, recorded with the pushed version.
+      keep: versions to keep (0 = all); older ones are deleted after the new one is complete.
+    """
+    from recdistill import steps
+
+    return steps.push_model(model.uri, destination, evaluation_dir=evaluation.uri,
+                            keep=keep).version_uri

@@ -1,0 +1,33 @@
+"""Component: train a student (with or without kd) from its EasyRec config."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.images import TRAINER_IMAGE
+
+
+@dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
+def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Dataset],
+                run_date: str, model: Output[Model], metrics: Output[Metrics],
+                warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
+                mixed_precision: bool = False):
+    """Trains the model of ``config``: hard-label loss plus every kd block's loss.
+
+    Args:
+      config: URI of the EasyRec config.
+      train_data: the training table (with soft-label columns for a kd student).
+      eval_data: the evaluation table, scored at the end of training.
+      run_date: the run's date; part of the cache key.
+      warm_start: an export to initialise from (yesterday's champion), or ''.
+      without_kd: drop the kd blocks: the baseline that measures the kd gain.
+      num_steps: training steps (0 = the config's train_config.num_steps).
+      mixed_precision: train in mixed_float16 (GPUs with tensor cores).
+    """
+    from recdistill import steps
+
+    result = steps.train_model(config, model.uri, train_uri=train_data.uri,
+                               eval_uri=eval_data.uri, warm_start=warm_start,
+                               without_kd=without_kd, num_steps=num_steps,
+                               mixed_precision=mixed_precision)
+    for key, value in sorted(result.metrics.items()):
+        metrics.log_metric(key, value)

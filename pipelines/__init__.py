@@ -1,0 +1,1 @@
+"""The Kubeflow pipeline: wiring of ``components/`` only (no logic)."""

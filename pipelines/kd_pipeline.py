@@ -1,0 +1,128 @@
+"""The distillation pipeline: teacher → soft labels → student (+ baseline) → evaluate → push.
+
+Compiled to ``pipelines/kd_pipeline.yaml`` (``recdistill compile``), run with ``kfp run
+create`` or scheduled daily with ``kfp recurring-run create``; ``recdistill run`` executes
+the same DAG with ``kfp.local`` on one machine.
+
+Every step gets ``run_date`` so that its cache key changes with the day: a daily run never
+reuses yesterday's outputs even when a data URI has no ``{date}`` in it.
+"""
+
+from typing import List
+
+from kfp import dsl, kubernetes
+
+from components.current_champion.component import current_champion
+from components.evaluate.component import evaluate
+from components.generate_soft_labels.component import generate_soft_labels
+from components.prepare_teacher.component import prepare_teacher
+from components.push_model.component import push_model
+from components.resolve_data_uris.component import resolve_data_uris
+from components.train_model.component import train_model
+
+PIPELINE_NAME = "recdistill-kd"
+#: Retries for the steps that talk to external services (Beam runners, object stores).
+IO_RETRIES = 2
+
+
+def _request_gpu(task: dsl.PipelineTask, *, cpu: str, memory: str, node_selector,
+                 tolerations) -> dsl.PipelineTask:
+    """One NVIDIA GPU, CPU/memory and GPU-node placement for a training step.
+
+    kfp.local ignores all of it (with a warning), so the same DAG runs on a laptop.
+    """
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    kubernetes.add_node_selector_json(task, node_selector)
+    kubernetes.add_toleration_json(task, tolerations)
+    return task
+
+
+@dsl.pipeline(name=PIPELINE_NAME,
+              description="Knowledge distillation: a teacher's soft labels train a student "
+                          "that is evaluated against the champion and pushed when blessed.")
+def kd_pipeline(
+    student_config: str,
+    train_data: str,
+    eval_data: str,
+    push_destination: str,
+    teacher_config: str = "",
+    teacher_uri: str = "",
+    run_date: str = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+    thresholds: str = "",
+    beam_runner: str = "DirectRunner",
+    beam_args: List[str] = [],
+    max_bad_rows_fraction: float = 0.0,
+    num_steps: int = 0,
+    keep_versions: int = 5,
+    trainer_cpu: str = "4",
+    trainer_memory: str = "16G",
+    trainer_node_selector: dict = {},
+    trainer_tolerations: list = [],
+):
+    """Distils a teacher into the student of ``student_config`` and pushes it when blessed.
+
+    Args:
+      student_config: URI of the student's EasyRec config (with its kd blocks).
+      train_data: training table URI; ``{date}`` is replaced by the run date.
+      eval_data: evaluation table URI; ``{date}`` is replaced by the run date.
+      push_destination: versioned serving location (local path or gs://) and champion source.
+      teacher_config: URI of the teacher's config, trained when ``teacher_uri`` is ''.
+      teacher_uri: an existing teacher export to reuse, or ''.
+      run_date: defaults to the schedule time of a recurring run.
+      thresholds: blessing thresholds (file URI or inline JSON); '' blesses nothing.
+      beam_runner: Beam runner of the soft-label job.
+      beam_args: extra Beam pipeline options.
+      max_bad_rows_fraction: malformed rows tolerated by the soft-label job.
+      num_steps: training steps for every model (0 = each config's num_steps).
+      keep_versions: pushed versions to keep.
+      trainer_cpu: CPU request of the training steps.
+      trainer_memory: memory request of the training steps.
+      trainer_node_selector: node labels for the training pods, e.g.
+        {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
+      trainer_tolerations: tolerations for the training pods, e.g. [{"key":
+        "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+    """
+    gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
+               tolerations=trainer_tolerations)
+    uris = resolve_data_uris(run_date=run_date, train_data_template=train_data,
+                             eval_data_template=eval_data).set_caching_options(False)
+    date = uris.outputs["run_date"]
+    train_table = dsl.importer(artifact_uri=uris.outputs["train_data"],
+                               artifact_class=dsl.Dataset, reimport=True).set_display_name(
+                                   "train-data")
+    eval_table = dsl.importer(artifact_uri=uris.outputs["eval_data"],
+                              artifact_class=dsl.Dataset, reimport=True).set_display_name(
+                                  "eval-data")
+
+    teacher = _request_gpu(
+        prepare_teacher(config=teacher_config, teacher_uri=teacher_uri,
+                        train_data=train_table.output, eval_data=eval_table.output,
+                        run_date=date, num_steps=num_steps),
+        **gpu).set_retry(IO_RETRIES)
+    soft_labels = generate_soft_labels(
+        teacher=teacher.outputs["teacher"], config=student_config,
+        train_data=train_table.output, run_date=date, runner=beam_runner, beam_args=beam_args,
+        max_bad_rows_fraction=max_bad_rows_fraction).set_retry(IO_RETRIES)
+    champion = current_champion(destination=push_destination, run_date=date)
+
+    student = _request_gpu(
+        train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
+                    eval_data=eval_table.output, run_date=date, warm_start=champion.output,
+                    num_steps=num_steps),
+        **gpu).set_display_name("train-student")
+    baseline = _request_gpu(
+        train_model(config=student_config, train_data=train_table.output,
+                    eval_data=eval_table.output, run_date=date, without_kd=True,
+                    num_steps=num_steps),
+        **gpu).set_display_name("train-baseline")
+
+    evaluation = evaluate(model=student.outputs["model"], eval_data=eval_table.output,
+                          config=student_config, teacher=teacher.outputs["teacher"],
+                          baseline=baseline.outputs["model"], champion=champion.output,
+                          thresholds=thresholds, run_date=date)
+    with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP DSL)
+        push_model(model=student.outputs["model"],
+                   evaluation=evaluation.outputs["evaluation"],
+                   destination=push_destination, run_date=date,
+                   keep=keep_versions).set_retry(IO_RETRIES)

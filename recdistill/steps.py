@@ -1,0 +1,106 @@
+"""The pipeline's steps as plain functions of URIs and values.
+
+Each function is one step of the distillation pipeline (teacher, soft labels, student,
+evaluate, push). Both the ``recdistill`` command and the KFP components call these and
+nothing else, so a step behaves the same on a laptop and in Kubeflow, and is tested without
+KFP. The work itself lives in the modules named in each docstring; this module only loads
+configs, fills defaults and passes URIs along.
+
+This module must not import ``kfp``.
+"""
+
+import logging
+from typing import Sequence
+
+from recdistill import config as config_lib
+from recdistill import exported
+from recdistill.data import filesystems
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
+                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0):
+    """Provides the teacher in ``model_dir``: copies ``teacher_uri`` if given, else trains one.
+
+    Reusing an existing teacher (the production fine-ranking model) is the common case; the
+    copy keeps each pipeline run's lineage self-contained. The copy is loaded once, so a
+    teacher without the serving signature fails here, before the Beam job starts.
+
+    Returns:
+      The export folder of the teacher.
+    """
+    if teacher_uri:
+        source = exported.resolve_export(teacher_uri)
+        exported.load_exported(source)
+        target = exported.export_dir(model_dir)
+        filesystems.copy_tree(source, target)
+        logger.info("teacher: reusing %s (copied to %s)", source, target)
+        return target
+    return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
+                       num_steps=num_steps).export_dir
+
+
+def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
+                warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
+                mixed_precision: bool = False):
+    """Trains the model the config describes (see ``recdistill.training.train``).
+
+    Args:
+      without_kd: drop the config's kd blocks and soft-label fields: the baseline student that
+        every run trains beside the distilled one, to report the kd gain.
+      warm_start: a previous export to initialise from ('' or a missing champion: from scratch).
+    """
+    from recdistill import training
+
+    cfg = config_lib.load_config(config_uri)
+    if without_kd:
+        cfg = config_lib.without_kd(cfg)
+    return training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
+                          model_dir=model_dir, warm_start=warm_start or None,
+                          num_steps=num_steps or None, mixed_precision=mixed_precision)
+
+
+def generate_soft_labels(teacher_uri: str, config_uri: str, input_uri: str, output_uri: str, *,
+                         runner: str = "DirectRunner", beam_args: Sequence[str] = (),
+                         max_bad_rows_fraction: float = 0.0) -> dict:
+    """Runs the Beam soft-label job (``recdistill.soft_labels.job``); returns its stats."""
+    from recdistill.soft_labels import job
+
+    return job.generate_soft_labels(exported.resolve_export(teacher_uri), input_uri, output_uri,
+                                    config_lib.load_config(config_uri), runner=runner,
+                                    beam_args=list(beam_args),
+                                    max_bad_rows_fraction=max_bad_rows_fraction)
+
+
+def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
+             teacher_uri: str = "", champion_uri: str = "", baseline_uri: str = "",
+             thresholds: str = ""):
+    """Scores the eval table and decides the blessing (``recdistill.evaluation``).
+
+    Args:
+      thresholds: a thresholds file URI or inline JSON ('' = none configured: not blessed).
+    """
+    from recdistill import evaluation
+
+    return evaluation.evaluate(model_uri, data_uri, config_lib.load_config(config_uri),
+                               teacher_uri=teacher_uri or None,
+                               champion_uri=champion_uri or None,
+                               baseline_uri=baseline_uri or None,
+                               thresholds=thresholds or None, out_dir=out_dir)
+
+
+def current_champion(destination: str) -> str:
+    """The export of the last pushed model under ``destination``, or '' before the first push."""
+    from recdistill import push
+
+    return push.champion_from(destination) or ""
+
+
+def push_model(model_uri: str, destination: str, *, evaluation_dir: str = "", keep: int = 0,
+               force: bool = False):
+    """Pushes a blessed model to ``<destination>/<version>/`` (``recdistill.push``)."""
+    from recdistill import push
+
+    return push.push_model(exported.resolve_export(model_uri), destination,
+                           evaluation_dir=evaluation_dir or None, keep=keep or None, force=force)

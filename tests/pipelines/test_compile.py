@@ -1,0 +1,125 @@
+"""The compiled pipeline YAML: current, and carrying the settings production relies on."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from components.images import RUNTIME_IMAGE, TRAINER_IMAGE
+from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
+
+TRAINING_TASKS = ("prepare-teacher", "train-model", "train-model-2")
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    path = tmp_path_factory.mktemp("compiled") / "kd_pipeline.yaml"
+    compile_pipeline(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def spec(fresh):
+    return list(yaml.safe_load_all(fresh.read_text()))
+
+
+def _tasks(spec):
+    return spec[0]["root"]["dag"]["tasks"]
+
+
+def _all_tasks(spec):
+    """Top-level tasks plus those inside dsl.If conditions."""
+    tasks = dict(_tasks(spec))
+    for cond in [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-condition")]:
+        tasks.update(spec[0]["components"][cond["componentRef"]["name"]]["dag"]["tasks"])
+    return tasks
+
+
+def _executor(spec, task_name):
+    component = spec[0]["components"][_all_tasks(spec)[task_name]["componentRef"]["name"]]
+    return spec[0]["deploymentSpec"]["executors"][component["executorLabel"]]
+
+
+def test_committed_yaml_is_what_the_pipeline_compiles_to(fresh):
+    assert DEFAULT_OUTPUT.read_text() == fresh.read_text(), (
+        "pipelines/kd_pipeline.yaml is stale: run `recdistill compile` and commit it")
+
+
+@pytest.mark.parametrize("task", TRAINING_TASKS)
+def test_training_steps_request_one_gpu_on_the_trainer_image(spec, task):
+    container = _executor(spec, task)["container"]
+    assert container["image"] == TRAINER_IMAGE
+    accelerator = container["resources"]["accelerator"]
+    assert accelerator["resourceType"] == "nvidia.com/gpu"
+    assert accelerator["resourceCount"] == "1"
+    assert "trainer_cpu" in container["resources"]["resourceCpuRequest"]
+
+
+def test_training_steps_take_node_selector_and_tolerations_from_parameters(spec):
+    platform = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for task in TRAINING_TASKS:
+        label = spec[0]["components"][_tasks(spec)[task]["componentRef"]["name"]]["executorLabel"]
+        config = platform[label]
+        assert config["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
+            "trainer_node_selector"
+        assert config["tolerations"][0]["tolerationJson"]["componentInputParameter"] == \
+            "trainer_tolerations"
+
+
+def test_other_steps_run_on_the_runtime_image(spec):
+    for task in ("generate-soft-labels", "evaluate", "resolve-data-uris", "push-model"):
+        container = _executor(spec, task)["container"]
+        assert container["image"] == RUNTIME_IMAGE
+        assert "accelerator" not in container.get("resources", {})
+
+
+def test_push_runs_only_when_evaluate_blesses(spec):
+    condition = next(t for t in _tasks(spec).values()
+                     if t["componentRef"]["name"].startswith("comp-condition"))
+    assert condition["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--evaluate-Output'] == true"
+    inner = spec[0]["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(inner) == ["push-model"]
+    assert "push-model" not in _tasks(spec)
+
+
+@pytest.mark.parametrize("task, retries", [("generate-soft-labels", 2), ("push-model", 2)])
+def test_beam_and_push_steps_retry(spec, task, retries):
+    assert _all_tasks(spec)[task]["retryPolicy"]["maxRetryCount"] == retries
+
+
+def test_run_date_defaults_to_the_schedule_time(spec):
+    run_date = spec[0]["root"]["inputDefinitions"]["parameters"]["run_date"]
+    assert run_date["defaultValue"] == "{{$.pipeline_job_schedule_time_utc}}"
+
+
+def test_every_step_gets_the_run_date_so_caches_change_daily(spec):
+    for name, task in _tasks(spec).items():
+        if name.startswith(("condition", "importer", "resolve-data-uris")):
+            continue
+        assert "run_date" in task["inputs"]["parameters"], name
+
+
+def test_yaml_holds_no_credentials_or_local_paths(fresh):
+    text = fresh.read_text()
+    for pattern in (r"/work/", r"/home/", r"/tmp/\w", r"file://", r"localhost", r"127\.0\.0\.1",
+                    r"(?i)password", r"(?i)secret", r"(?i)api[_-]?key", r"PRIVATE KEY",
+                    r"(?i)access[_-]?token"):
+        assert not re.search(pattern, text), pattern
+
+
+def test_compile_image_flags_replace_the_images(tmp_path):
+    path = compile_pipeline(tmp_path / "p.yaml", image="reg.example/rt:7",
+                            trainer_image="reg.example/tr:7")
+    spec = list(yaml.safe_load_all(open(path)))
+    images = {e["container"]["image"] for e in spec[0]["deploymentSpec"]["executors"].values()
+              if "container" in e}
+    assert images == {"reg.example/rt:7", "reg.example/tr:7"}
+
+
+def test_compiling_never_imports_tensorflow():
+    code = ("import sys; import pipelines.kd_pipeline; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
