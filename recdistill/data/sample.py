@@ -288,7 +288,7 @@ def _write_csv(path: str, columns: Mapping[str, np.ndarray], names: Sequence[str
                          f"data, got {sorted(columns)}. Add them or drop the features.")
     frame = pd.DataFrame({n: columns[n] for n in names})
     for name in names:
-        if frame[name].dtype == object:
+        if not pd.api.types.is_numeric_dtype(frame[name]):
             bad = frame[name].astype(str).str.contains(",", regex=False)
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
