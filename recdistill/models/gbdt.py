@@ -168,7 +168,7 @@ def export_gbdt(cfg, model, export_path: str, metadata: Mapping[str, object]) ->
     defaults = {name: features_lib.default_value(config_lib.input_field(cfg, name))
                 for name in dtypes}
     with tempfile.TemporaryDirectory() as tmp:
-        module = _GbdtServing(model.to_tensorflow_function(temp_dir=os.path.join(tmp, "ydf")),
+        module = _GbdtServing(model.to_tensorflow_function(temp_dir=tmp),
                               dtypes, defaults)
         serving = tf.function(module.serve).get_concrete_function(
             **{name: tf.TensorSpec([None], dtype, name=name) for name, dtype in dtypes.items()})
