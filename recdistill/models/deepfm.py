@@ -40,6 +40,7 @@ class DeepFM(layers.RecModel):
         self.wide_group = self.feature_group(WIDE_GROUP, embedding_dim=deepfm.wide_output_dim,
                                              name="wide_features")
         self.deep_group = self.feature_group(DEEP_GROUP, name="deep_features")
+        self.deep_group.check_equal_widths("DeepFM's FM term")
         self.fm = layers.FM(name="fm")
         self.dnn = layers.Tower.from_proto(deepfm.dnn, l2, name="dnn")
         self.use_final_dnn = bool(deepfm.final_dnn.hidden_units)

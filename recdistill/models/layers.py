@@ -43,7 +43,7 @@ class FeatureGroup(keras.layers.Layer):
 
     ``call`` returns the encoders' blocks concatenated, ``[B, sum(d_i)]``; ``call(...,
     stacked=True)`` returns them stacked, ``[B, F, d]``, which needs every feature to have the
-    same width (FM's input).
+    same width (FM's input; see :meth:`check_equal_widths`).
 
     Args:
       encoders: one :class:`recdistill.features.FeatureEncoder` per feature, in group order.
@@ -64,13 +64,15 @@ class FeatureGroup(keras.layers.Layer):
 
     def call(self, features, stacked: bool = False):
         blocks = [enc(features[name]) for enc, name in zip(self.encoders, self.input_names)]
-        if not stacked:
-            return tf.concat(blocks, axis=1)
+        return tf.stack(blocks, axis=1) if stacked else tf.concat(blocks, axis=1)
+
+    def check_equal_widths(self, why: str) -> None:
+        """Raises ValueError unless every feature has the same width (``stacked`` needs it)."""
         widths = {config_lib.feature_name(e.fc): e.output_dim for e in self.encoders}
         if len(set(widths.values())) != 1:
-            raise ValueError(f"feature group {self.name!r}: FM needs every feature to have the "
-                             f"same embedding_dim, got {widths}. Give them one embedding_dim.")
-        return tf.stack(blocks, axis=1)
+            raise ValueError(f"feature group {self.name!r}: {why} needs every feature to have "
+                             f"the same embedding_dim, got {widths}. Give them one "
+                             "embedding_dim.")
 
     def get_config(self):
         config = super().get_config()

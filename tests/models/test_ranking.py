@@ -122,9 +122,8 @@ def test_deepfm_multi_task_with_final_dnn():
 def test_deepfm_needs_equal_embedding_dims_for_fm():
     text = (DEEPFM_CONFIG % ("", "")).replace(
         'num_buckets: 20 embedding_dim: 4', 'num_buckets: 20 embedding_dim: 3')
-    model = build_model(config.load_config(text))
-    with pytest.raises(ValueError, match="same embedding_dim.*'item_id': 3"):
-        model(FEATURES)
+    with pytest.raises(ValueError, match="FM term needs .*same embedding_dim.*'item_id': 3"):
+        build_model(config.load_config(text))
 
 
 def test_deepfm_needs_wide_and_deep_groups():
