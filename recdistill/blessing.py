@@ -120,31 +120,38 @@ def parse_thresholds(values: Mapping | None, source: str = "thresholds") -> dict
 
 
 def load_thresholds(source) -> dict:
-    """Reads thresholds from a YAML/JSON file (local or gs://), a mapping, or None.
+    """Reads thresholds from a YAML/JSON file (local or gs://), inline JSON, a mapping or None.
+
+    Args:
+      source: a file URI; text starting with ``{`` (inline JSON, e.g. a pipeline parameter);
+        a mapping; or None.
 
     Returns:
       ``{key: float}``; empty when ``source`` is None or the file is empty.
 
     Raises:
       FileNotFoundError: the file does not exist.
-      ValueError: the file is not YAML, or fails :func:`parse_thresholds`.
+      ValueError: the text is not YAML/JSON, or fails :func:`parse_thresholds`.
     """
     if source is None or isinstance(source, Mapping):
         return parse_thresholds(source)
     import yaml
 
-    from recdistill.data import filesystems
+    if source.lstrip().startswith("{"):
+        name, text = "inline thresholds", source
+    else:
+        from recdistill.data import filesystems
 
-    if not filesystems.exists(source):
-        raise FileNotFoundError(f"{source}: thresholds file not found. Pass an existing YAML "
-                                "or JSON file (see recdistill.blessing for the format).")
-    with filesystems.open_input(source) as f:
-        text = f.read().decode()
+        if not filesystems.exists(source):
+            raise FileNotFoundError(f"{source}: thresholds file not found. Pass an existing YAML "
+                                    "or JSON file (see recdistill.blessing for the format).")
+        with filesystems.open_input(source) as f:
+            name, text = source, f.read().decode()
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ValueError(f"{source}: not valid YAML/JSON: {e}") from e
-    return parse_thresholds(values, source)
+        raise ValueError(f"{name}: not valid YAML/JSON: {e}") from e
+    return parse_thresholds(values, name)
 
 
 def _missing(name: str, metric: str, who: str, threshold: float) -> Check:

@@ -86,3 +86,9 @@ def test_bad_thresholds_list_every_problem(tmp_path):
 def test_missing_thresholds_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="thresholds file not found"):
         blessing.load_thresholds(str(tmp_path / "nope.yaml"))
+
+
+def test_inline_json_thresholds_as_a_pipeline_parameter_passes_them():
+    assert blessing.load_thresholds('{"min_auc": 0.6}') == {"min_auc": 0.6}
+    with pytest.raises(ValueError, match="inline thresholds: unknown threshold 'auc'"):
+        blessing.load_thresholds('{"auc": 0.6}')

@@ -1,0 +1,249 @@
+"""Tests for recdistill.evaluation: toy models with known weights, metrics checked with numpy."""
+
+import itertools
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from recdistill import evaluation  # noqa: E402
+from recdistill.config import load_config  # noqa: E402
+
+import toy_models  # noqa: E402
+
+WEIGHTS = {"student": (1.2, 0.1), "teacher": (1.5, 0.5), "champion": (1.0, -0.4),
+           "baseline": (0.8, -0.6)}
+
+
+# ---------------------------------------------------------------- independent references
+
+
+def pairwise_auc(y, s) -> float:
+    """AUC as the share of (positive, negative) pairs ordered right, ties counting half."""
+    pos, neg = s[y == 1][:, None], s[y == 0][None, :]
+    return float(((pos > neg) + 0.5 * (pos == neg)).mean())
+
+
+def mean_user_auc(y, s, users) -> float:
+    aucs = [pairwise_auc(y[users == u], s[users == u]) for u in np.unique(users)
+            if 0 < y[users == u].sum() < (users == u).sum()]
+    return float(np.mean(aucs))
+
+
+def ranks(a):
+    return np.argsort(np.argsort(a))
+
+
+def kendall_by_pairs(a, b) -> float:
+    signs = [np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
+             for i, j in itertools.combinations(range(len(a)), 2)]
+    return float(np.mean(signs))
+
+
+def topk_share(a, b, users, k) -> float:
+    shares = []
+    for u in np.unique(users):
+        rows = np.flatnonzero(users == u)
+        top_a = set(rows[np.argsort(-a[rows])[:k]])
+        top_b = set(rows[np.argsort(-b[rows])[:k]])
+        shares.append(len(top_a & top_b) / k)
+    return float(np.mean(shares))
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    table = toy_models.make_table()
+    data = toy_models.write_csv(root / "eval" / "part-00000.csv", table)
+    models = {role: toy_models.save_linear(root / role, wx, wz) for role, (wx, wz) in WEIGHTS.items()}
+    probs = {role: toy_models.linear_probs(table, wx, wz) for role, (wx, wz) in WEIGHTS.items()}
+    return {"root": root, "table": table, "data": data, "models": models, "probs": probs,
+            "config": load_config(toy_models.config_text())}
+
+
+@pytest.fixture(scope="module")
+def full(toy):
+    """One evaluation with every comparison model and thresholds that pass."""
+    thresholds = toy["root"] / "thresholds.yaml"
+    thresholds.write_text("min_auc: 0.6\nmax_logloss: 0.9\nmax_auc_drop: 0.05\nmin_auc_gain: 0.0\n")
+    out = str(toy["root"] / "eval_full")
+    m = toy["models"]
+    result = evaluation.evaluate(m["student"], toy["data"], toy["config"], teacher_uri=m["teacher"],
+                                 champion_uri=m["champion"], baseline_uri=m["baseline"],
+                                 thresholds=str(thresholds), out_dir=out, top_k=5)
+    return result, out
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+def test_metrics_of_every_model_match_numpy(toy, full):
+    result, out = full
+    y = toy["table"]["clk"]
+    users = toy["table"]["user_id"]
+    written = json.loads(open(os.path.join(out, evaluation.METRICS_FILE)).read())
+    assert written == result.metrics
+    assert set(written["models"]) == {"student", "teacher", "champion", "baseline"}
+    for role, p in toy["probs"].items():
+        m = written["models"][role]
+        # 1e-4: the model's float32 sigmoid may tie or split a handful of the 22k pairs.
+        assert m["auc"] == pytest.approx(pairwise_auc(y, p), abs=1e-4)
+        assert m["gauc"] == pytest.approx(mean_user_auc(y, p, users), abs=1e-4)
+        assert m["logloss"] == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)),
+                                             rel=1e-5)
+        assert m["calibration"] == pytest.approx(p.mean() / y.mean(), rel=1e-5)
+        assert m["examples"] == 300
+    assert written["label_field"] == "clk" and written["uid_field"] == "user_id"
+
+
+def test_teacher_student_agreement_matches_numpy(toy, full):
+    result, _ = full
+    s, t = toy["probs"]["student"], toy["probs"]["teacher"]
+    users = toy["table"]["user_id"]
+    agreement = result.metrics["teacher_student"]
+    assert agreement["spearman"] == pytest.approx(np.corrcoef(ranks(s), ranks(t))[0, 1], abs=1e-4)
+    assert agreement["kendall"] == pytest.approx(kendall_by_pairs(s, t), abs=1e-4)
+    per_user = [np.corrcoef(ranks(s[users == u]), ranks(t[users == u]))[0, 1]
+                for u in np.unique(users)]
+    assert agreement["spearman_per_user"] == pytest.approx(np.mean(per_user), abs=1e-4)
+    assert agreement["users"] == 12
+    assert agreement["topk_overlap"] == {"k": 5, "mean": pytest.approx(topk_share(s, t, users, 5)),
+                                         "users": 12}
+
+
+def test_kd_gain_blessing_and_scalars(full):
+    result, _ = full
+    models = result.metrics["models"]
+    gain = result.metrics["kd_gain"]
+    assert gain["auc"] == pytest.approx(models["student"]["auc"] - models["baseline"]["auc"])
+    assert gain["logloss_reduction"] == pytest.approx(
+        models["baseline"]["logloss"] - models["student"]["logloss"])
+    assert result.blessed is True and result.metrics["blessed"] is True
+    assert [c["status"] for c in result.metrics["blessing"]["checks"]] == ["passed"] * 4
+    assert result.scalars["student_auc"] == models["student"]["auc"]
+    assert result.scalars["teacher_gauc"] == models["teacher"]["gauc"]
+    assert result.scalars["kd_gain_auc"] == pytest.approx(gain["auc"])
+    assert result.scalars["blessed"] == 1.0
+    assert all(isinstance(v, float) for v in result.scalars.values())
+
+
+def test_roc_and_confusion_matrix_for_kfp(toy, full):
+    result, _ = full
+    y, p = toy["table"]["clk"], toy["probs"]["student"]
+    assert 2 <= len(result.roc["fpr"]) <= 200
+    assert len(result.roc["fpr"]) == len(result.roc["tpr"]) == len(result.roc["thresholds"])
+    predicted = (p >= 0.5).astype(int)
+    expected = [[int(((y == t) & (predicted == q)).sum()) for q in (0, 1)] for t in (0, 1)]
+    assert result.confusion_matrix["matrix"] == expected
+    assert result.confusion_matrix["categories"] == ["0", "1"]
+
+
+def test_report_is_self_contained_with_three_plots_and_the_table(full):
+    result, out = full
+    page = open(os.path.join(out, evaluation.REPORT_FILE)).read()
+    assert result.report_uri == os.path.join(out, evaluation.REPORT_FILE)
+    images = re.findall(r'<img alt="plot" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == 3 and all(len(i) > 1000 for i in images)
+    assert not re.search(r'(src|href)="(http|//)', page)
+    assert "Verdict: blessed" in page
+    for role in WEIGHTS:
+        assert f"<td>{role}</td>" in page
+    assert f"{result.metrics['models']['student']['auc']:.4f}" in page
+
+
+def test_no_thresholds_means_not_blessed_and_says_so(toy, tmp_path):
+    result = evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                                 out_dir=str(tmp_path / "out"))
+    assert result.blessed is False
+    assert "no thresholds configured" in result.reasons[0]
+    written = json.loads((tmp_path / "out" / evaluation.METRICS_FILE).read_text())
+    assert written["blessed"] is False and written["blessing"]["reasons"] == result.reasons
+    assert written["teacher_student"] is None and written["kd_gain"] is None
+    assert evaluation.read_evaluation(str(tmp_path / "out"))["blessed"] is False
+
+
+def test_first_run_without_champion_skips_drop_check(toy, tmp_path):
+    result = evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                                 thresholds={"min_auc": 0.99, "max_auc_drop": 0.01},
+                                 out_dir=str(tmp_path / "out"))
+    statuses = {c["name"]: c["status"] for c in result.metrics["blessing"]["checks"]}
+    assert statuses == {"min_auc": "failed", "max_auc_drop": "skipped"}
+    assert result.blessed is False
+
+
+def test_gauc_reduction_comes_from_the_config(toy, tmp_path):
+    cfg = load_config(toy_models.config_text("mean_by_sample_num"))
+    result = evaluation.evaluate(toy["models"]["student"], toy["data"], cfg,
+                                 out_dir=str(tmp_path / "out"))
+    y, users, p = toy["table"]["clk"], toy["table"]["user_id"], toy["probs"]["student"]
+    qualifying = [u for u in np.unique(users) if 0 < y[users == u].sum() < (users == u).sum()]
+    expected = np.average([pairwise_auc(y[users == u], p[users == u]) for u in qualifying],
+                          weights=[(users == u).sum() for u in qualifying])
+    assert result.metrics["gauc_reduction"] == "mean_by_sample_num"
+    assert result.metrics["models"]["student"]["gauc"] == pytest.approx(expected, abs=1e-4)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_model_files_name_the_path(toy, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
+        evaluation.evaluate(str(tmp_path / "nothing"), toy["data"], toy["config"],
+                            out_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_without_serving_signature_is_rejected(toy, tmp_path):
+    wrong = toy_models.save_linear(tmp_path / "wrong", 1.0, signature="serve_raw")
+    with pytest.raises(ValueError, match="no 'serving_default'"):
+        evaluation.evaluate(wrong, toy["data"], toy["config"], out_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_uid_field_the_table_lacks_is_named(toy, tmp_path):
+    cfg = load_config(toy_models.config_text().replace('uid_field: "user_id"',
+                                                       'uid_field: "member_id"'))
+    with pytest.raises(ValueError, match="'member_id' is not in data_config.input_fields"):
+        evaluation.evaluate(toy["models"]["student"], toy["data"], cfg,
+                            out_dir=str(tmp_path / "out"))
+
+
+def test_eval_table_without_the_label_column_is_named(toy, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = toy["table"]
+    folder = tmp_path / "no_label"
+    folder.mkdir()
+    pq.write_table(pa.table({"user_id": table["user_id"], "x": table["x"].astype(np.float32),
+                             "z": table["z"].astype(np.float32)}), folder / "part-0.parquet")
+    cfg = load_config(toy_models.config_text().replace("input_type: CSVInput",
+                                                       "input_type: ParquetInput"))
+    with pytest.raises(ValueError, match="clk"):
+        evaluation.evaluate(toy["models"]["student"], str(folder), cfg,
+                            out_dir=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_thresholds_fail_before_any_model_is_scored(toy, tmp_path):
+    with pytest.raises(ValueError, match="unknown threshold 'min_accuracy'"):
+        evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                            thresholds={"min_accuracy": 0.5}, out_dir=str(tmp_path / "out"))
+
+
+def test_evaluation_written_to_gcs(toy, gcs_bucket):
+    from recdistill.data import filesystems
+
+    out = f"{gcs_bucket}/evals/run1"
+    result = evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                                 thresholds={"min_auc": 0.5}, out_dir=out)
+    assert result.metrics_uri == f"{out}/{evaluation.METRICS_FILE}"
+    assert filesystems.exists(result.report_uri)
+    assert evaluation.read_evaluation(out)["blessed"] is True
