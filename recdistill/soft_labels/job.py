@@ -217,7 +217,7 @@ class _LabelShardFn(beam.DoFn):
     def process(self, element) -> Iterator[stats_lib.SoftLabelSummary]:
         index, uri = element
         started = time.monotonic()
-        summary = stats_lib.SoftLabelSummary(shards_written=0)
+        summary = stats_lib.SoftLabelSummary()
         for batch_index, (batch, rejected) in enumerate(self._read(uri)):
             summary = summary.merge(self._label_batch(uri, index, batch_index, batch, rejected),
                                     self._plan.sample_size)
@@ -310,7 +310,7 @@ class _WriteStatsFn(beam.DoFn):
 
     def process(self, element):
         _, summaries = element
-        total = stats_lib.SoftLabelSummary(shards_written=0)
+        total = stats_lib.SoftLabelSummary()
         for summary in summaries:
             total = total.merge(summary, self._plan.sample_size)
         content = total.to_dict({s.column: s.describe() for s in self._plan.specs},
