@@ -259,7 +259,7 @@ class FeatureEncoder(keras.layers.Layer):
         if self.boundaries != sorted(self.boundaries):
             raise ValueError(f"{self._where}: boundaries must be ascending, got "
                              f"{self.boundaries}.")
-        if fc.HasField("normalizer_fn") and fc.normalizer_fn:
+        if fc.normalizer_fn:
             self.normalizer = _parse_normalizer(fc)
         elif fc.max_val > fc.min_val:
             self.normalizer = ("minmax", {"min": fc.min_val, "max": fc.max_val})
