@@ -1,0 +1,238 @@
+"""Tests for recdistill.push: versions, blessing gate, atomicity under kill -9, local and gs://."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from recdistill import evaluation, exported, push  # noqa: E402
+from recdistill.config import load_config  # noqa: E402
+from recdistill.data import filesystems  # noqa: E402
+
+import toy_models  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WX, WZ, B = 1.3, -0.2, 0.1
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """A student export, a blessed and a not-blessed evaluation of it."""
+    root = tmp_path_factory.mktemp("push")
+    table = toy_models.make_table(users=6, rows_per_user=20)
+    data = toy_models.write_csv(root / "eval" / "part-00000.csv", table)
+    model = toy_models.save_linear(root / "student", WX, WZ, B)
+    cfg = load_config(toy_models.config_text())
+    blessed = str(root / "eval_blessed")
+    evaluation.evaluate(model, data, cfg, thresholds={"min_auc": 0.5}, out_dir=blessed)
+    not_blessed = str(root / "eval_not_blessed")
+    evaluation.evaluate(model, data, cfg, thresholds={"min_auc": 0.999}, out_dir=not_blessed)
+    return {"root": root, "table": table, "model": model, "blessed": blessed,
+            "not_blessed": not_blessed}
+
+
+def assert_same_predictions(version_uri, table):
+    """The pushed copy predicts what the toy weights say on a few eval rows."""
+    rows = {k: v[:7] for k, v in table.items()}
+    probs = exported.load_exported(version_uri).predict(rows)["probs"]
+    np.testing.assert_allclose(probs, toy_models.linear_probs(rows, WX, WZ, B), rtol=1e-6)
+
+
+def version_names(destination):
+    return sorted(n for n in filesystems.listdir(destination) if n.isdigit())
+
+
+# ---------------------------------------------------------------- local
+
+
+def test_push_copies_a_blessed_model_as_version_1_and_makes_it_champion(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    result = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    assert result.pushed and result.version == 1 and result.blessed and not result.forced
+    assert result.version_uri == os.path.join(dest, "1")
+    assert result.source == exported.export_dir(toy["model"])
+    assert sorted(os.listdir(dest)) == ["1", push.CHAMPION_FILE]
+    for name in ("saved_model.pb", "variables", exported.METADATA_FILE, push.PUSH_METADATA_FILE):
+        assert os.path.exists(os.path.join(dest, "1", name))
+    recorded = json.loads(open(os.path.join(dest, "1", push.PUSH_METADATA_FILE)).read())
+    student_auc = evaluation.read_evaluation(toy["blessed"])["models"]["student"]["auc"]
+    assert recorded["version"] == 1 and recorded["source"] == result.source
+    assert recorded["metrics"]["auc"] == student_auc and recorded["pushed_at"]
+    assert json.loads(open(os.path.join(dest, push.CHAMPION_FILE)).read())["version"] == 1
+    assert push.champion_from(dest) == os.path.join(dest, "1")
+    assert_same_predictions(result.version_uri, toy["table"])
+
+
+def test_versions_increase_and_keep_deletes_the_oldest_after_the_new_one(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    results = [push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"], keep=2)
+               for _ in range(3)]
+    assert [r.version for r in results] == [1, 2, 3]
+    assert [r.deleted_versions for r in results] == [[], [], [1]]
+    assert push.list_versions(dest) == [2, 3]
+    assert push.champion_from(dest) == os.path.join(dest, "3")
+    assert_same_predictions(os.path.join(dest, "3"), toy["table"])
+
+
+def test_not_blessed_is_refused_and_nothing_is_written(toy, tmp_path):
+    dest = tmp_path / "serving"
+    result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["not_blessed"])
+    assert result.pushed is False and result.version is None and result.blessed is False
+    assert "not blessed" in result.reason and "min_auc" in result.reason
+    assert not dest.exists()
+
+
+def test_no_evaluation_is_refused_unless_forced(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    refused = push.push_model(toy["model"], dest)
+    assert refused.pushed is False and "no evaluation" in refused.reason
+    forced = push.push_model(toy["model"], dest, evaluation_dir=toy["not_blessed"], force=True)
+    assert forced.pushed and forced.forced and forced.version == 1
+    assert json.loads(open(os.path.join(dest, "1", push.PUSH_METADATA_FILE)).read())["forced"]
+
+
+def test_champion_pointer_that_is_broken_falls_back_to_the_latest_version(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    assert push.champion_from(dest) is None
+    push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    (tmp_path / "serving" / push.CHAMPION_FILE).write_text("{not json")
+    assert push.champion_from(dest) == os.path.join(dest, "2")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("destination, message", [
+    ("gs:/x", "malformed GCS URI"),
+    ("../..", "'..' segments"),
+    ("s3://bucket/models", "unsupported scheme"),
+    ("gs://B/models", "bucket name"),
+    ("", "must be a folder or gs:// URI"),
+])
+def test_malformed_destination_is_rejected(toy, destination, message):
+    with pytest.raises(ValueError, match=message):
+        push.push_model(toy["model"], destination, evaluation_dir=toy["blessed"])
+
+
+def test_unwritable_destination_is_rejected_before_copying(toy, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ValueError, match="cannot create the push destination"):
+        push.push_model(toy["model"], str(blocker / "serving"), evaluation_dir=toy["blessed"])
+
+
+def test_missing_model_files_push_nothing(toy, tmp_path):
+    dest = tmp_path / "serving"
+    with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
+        push.push_model(str(tmp_path / "missing"), str(dest), evaluation_dir=toy["blessed"])
+    assert not dest.exists()
+
+
+def test_model_without_serving_signature_pushes_nothing(toy, tmp_path):
+    wrong = toy_models.save_linear(tmp_path / "wrong", 1.0, signature="serve_raw")
+    dest = tmp_path / "serving"
+    with pytest.raises(ValueError, match="no 'serving_default'"):
+        push.push_model(wrong, str(dest), force=True)
+    assert not dest.exists()
+
+
+def test_keep_must_be_positive(toy, tmp_path):
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        push.push_model(toy["model"], str(tmp_path / "s"), evaluation_dir=toy["blessed"], keep=0)
+
+
+# ---------------------------------------------------------------- killed mid-push
+
+
+def stalled_model(root):
+    """A toy export whose extra variables file is a FIFO: copying it blocks until killed.
+
+    Stands in for a huge variables file without the timing race of killing a fast copy.
+    """
+    model = toy_models.save_linear(root / "stalled", WX, WZ, B)
+    os.mkfifo(os.path.join(exported.export_dir(model), "variables", "padding.bin"))
+    return model
+
+
+def start_push(model, destination):
+    code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
+            "from recdistill import push\n"
+            f"push.push_model({model!r}, {destination!r}, force=True)\n")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def kill_when(proc, ready, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"push ended early: {proc.stderr.read().decode()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("push never reached the copy")
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def test_push_killed_midway_leaves_no_version_and_the_next_push_succeeds(toy, tmp_path):
+    dest = tmp_path / "serving"
+
+    def staging_has_files():
+        stagings = [p for p in dest.glob(".1.push-*") if p.is_dir()] if dest.exists() else []
+        return any(f.is_file() for s in stagings for f in s.rglob("*"))
+
+    kill_when(start_push(stalled_model(tmp_path), str(dest)), staging_has_files)
+    assert [p.name for p in dest.iterdir() if re.fullmatch(r"\.1\.push-[0-9a-f]+", p.name)]
+    assert version_names(str(dest)) == [] and push.list_versions(str(dest)) == []
+    assert push.champion_from(str(dest)) is None
+    result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"])
+    assert result.version == 1
+    assert sorted(os.listdir(dest)) == ["1", push.CHAMPION_FILE]  # the leftover is gone
+    assert_same_predictions(result.version_uri, toy["table"])
+
+
+# ---------------------------------------------------------------- gs://
+
+
+def test_push_to_gcs_then_keep_and_champion(toy, gcs_bucket):
+    dest = f"{gcs_bucket}/serving/ranker"
+    first = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    second = push.push_model(toy["model"], dest + "/", evaluation_dir=toy["blessed"], keep=1)
+    assert (first.version, second.version) == (1, 2)
+    assert second.version_uri == f"{dest}/2" and second.deleted_versions == [1]
+    assert push.list_versions(dest) == [2] and version_names(dest) == ["2"]
+    assert push.champion_from(dest) == f"{dest}/2"
+    assert filesystems.exists(f"{dest}/2/variables/variables.index")
+    assert_same_predictions(second.version_uri, toy["table"])
+
+
+def test_gcs_push_killed_midway_is_invisible_and_cleaned_up_by_the_next(toy, gcs_bucket,
+                                                                        tmp_path):
+    dest = f"{gcs_bucket}/serving/killed"
+    partial = f"{dest}/1"
+    kill_when(start_push(stalled_model(tmp_path), dest),
+              lambda: filesystems.exists(f"{partial}/{exported.METADATA_FILE}"))
+    # Objects are there, but saved_model.pb (uploaded last) and the marker are not.
+    assert not filesystems.exists(f"{partial}/{exported.SAVED_MODEL_FILE}")
+    assert not filesystems.exists(f"{partial}/{push.PUSH_METADATA_FILE}")
+    assert push.list_versions(dest) == [] and push.champion_from(dest) is None
+    result = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    assert result.version == 2
+    assert version_names(dest) == ["2"]  # the partial version 1 was removed
+    assert_same_predictions(result.version_uri, toy["table"])
+
+
+def test_missing_gcs_bucket_is_rejected(toy, gcs_bucket):
+    with pytest.raises(ValueError, match="does not exist"):
+        push.push_model(toy["model"], "gs://no-such-bucket/serving",
+                        evaluation_dir=toy["blessed"])
