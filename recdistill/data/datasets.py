@@ -21,6 +21,7 @@ rest of ``recdistill.data``; never ``kfp`` or models.
 """
 
 import logging
+import os
 from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
@@ -112,6 +113,9 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
     needed = columns + [name for name in labels if name not in columns]
     rows = 0
     for path in files:
+        if os.path.getsize(path) == 0:
+            logger.warning("%s is empty", path)
+            continue
         _check_columns(path, config, needed)
         table = tables.read_table(path, config.data_config, fields=labels)
         for name in labels:
@@ -133,12 +137,8 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
 
 
 def _local_files(uri: str) -> list:
-    """Expands ``uri`` to data files and stages gs:// files locally."""
-    files = filesystems.expand(uri)
-    if not files:
-        raise FileNotFoundError(f"{uri}: no data files found. Check the path (a file, a folder "
-                                "of shards or a glob) and that the step writing it succeeded.")
-    return [filesystems.localize(f) for f in files]
+    """Expands ``uri`` to data files (FileNotFoundError when none) and stages gs:// ones locally."""
+    return [filesystems.localize(f) for f in filesystems.expand(uri)]
 
 
 def _unsupported_format(data_config) -> str:
@@ -183,9 +183,10 @@ def _check_columns(path: str, config, needed: list) -> None:
     for fc in config_lib.all_features(config):
         for name in fc.input_names:
             readers.setdefault(name, []).append(config_lib.feature_name(fc))
+    labels = set(config_lib.label_fields(config))
     described = ", ".join(
         f"{name!r} (read by feature {', '.join(readers[name])})" if name in readers
-        else f"{name!r} (a label)" for name in missing)
+        else f"{name!r} (a label)" if name in labels else repr(name) for name in missing)
     raise ValueError(f"{path}: column(s) {described} missing from the data; the file has "
                      f"{available}. Add the column to the data, or remove the feature from the "
                      "config (and from its feature groups).")
@@ -216,7 +217,10 @@ class _LineReader:
         if shuffle:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
         files = files.repeat() if num_epochs == 0 else files.repeat(num_epochs)
-        lines = files.interleave(self._lines, cycle_length=min(len(self.files), 8),
+        # Unshuffled data keeps file order (shard by shard); shuffled data reads shards in
+        # parallel. Decoding, the costly part, runs in parallel either way.
+        lines = files.interleave(self._lines,
+                                 cycle_length=min(len(self.files), 8) if shuffle else 1,
                                  block_length=batch_size, num_parallel_calls=_AUTOTUNE,
                                  deterministic=not shuffle)
         if shuffle:

@@ -1,0 +1,209 @@
+"""make_dataset: values, dtypes and epochs per format; the checks that run before training."""
+
+import csv
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import tensorflow as tf
+
+from recdistill import config as config_lib
+from recdistill.data import datasets, sample
+from recdistill.protos import pipeline_pb2
+
+FEATURES = {"user_id": tf.string, "age": tf.float32, "interests": tf.string,
+            "price": tf.float32, "position": tf.int64}
+LABELS = ["clk", "kd_soft"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The sample split into two CSV shards with a kd_soft column, plus its expected values."""
+    out = tmp_path_factory.mktemp("datasets")
+    written = sample.write_sample_data(str(out), rows=100)
+    cfg = config_lib.load_config(written.student_config)
+    with open(written.train_path) as f:
+        rows = list(csv.reader(f))
+    for row in rows:  # a soft label worked out from the row, as a teacher would write it
+        row.append(repr(float(row[6]) / 100.0 - 1.0))
+    shards = out / "shards"
+    shards.mkdir()
+    half = len(rows) // 2
+    for index, part in enumerate((rows[:half], rows[half:])):
+        with open(shards / f"part-{index:05d}.csv", "w", newline="") as f:
+            csv.writer(f).writerows(part)
+    names = [field.input_name for field in cfg.data_config.input_fields]
+    columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
+    return cfg, str(shards), columns
+
+
+def _collect(dataset):
+    features, labels = {}, {}
+    for batch_features, batch_labels in dataset:
+        for target, batch in ((features, batch_features), (labels, batch_labels)):
+            for name, value in batch.items():
+                target.setdefault(name, []).append(value.numpy())
+                assert value.shape.rank == 1
+    return ({k: np.concatenate(v) for k, v in features.items()},
+            {k: np.concatenate(v) for k, v in labels.items()})
+
+
+def _check_values(features, labels, columns):
+    assert features["user_id"].astype(str).tolist() == columns["user_id"]
+    assert features["interests"].astype(str).tolist() == columns["interests"]
+    np.testing.assert_array_equal(features["position"], np.array(columns["position"], np.int64))
+    np.testing.assert_allclose(features["age"], np.array(columns["age"], np.float32))
+    np.testing.assert_allclose(features["price"], np.array(columns["price"], np.float32))
+    np.testing.assert_array_equal(labels["clk"], np.array(columns["clk"], np.float32))
+    np.testing.assert_allclose(labels["kd_soft"], np.array(columns["kd_soft"], np.float32),
+                               rtol=1e-6)
+    assert features["position"].dtype == np.int64 and features["age"].dtype == np.float32
+    assert labels["clk"].dtype == np.float32
+
+
+def test_csv_shards_give_every_row_in_order_with_serving_dtypes(data):
+    cfg, shards, columns = data
+    dataset = datasets.make_dataset(shards, cfg, columns=FEATURES, labels=LABELS, batch_size=7,
+                                    shuffle=False, num_epochs=1)
+    features, labels = _collect(dataset)
+    assert sorted(features) == sorted(FEATURES) and sorted(labels) == LABELS
+    _check_values(features, labels, columns)
+
+
+def test_csv_with_header_finds_columns_by_name(data, tmp_path):
+    cfg, shards, columns = data
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    cfg.data_config.with_header = True
+    names = list(reversed(list(columns)))  # a different column order than input_fields
+    with open(tmp_path / "part.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        writer.writerows(zip(*(columns[n] for n in names)))
+    features, labels = _collect(datasets.make_dataset(
+        str(tmp_path / "part.csv"), cfg, columns=FEATURES, labels=LABELS, batch_size=16,
+        shuffle=False, num_epochs=1))
+    _check_values(features, labels, columns)
+
+
+def _typed_table(cfg, columns):
+    types = {"STRING": pa.string(), "FLOAT": pa.float32(), "DOUBLE": pa.float64(),
+             "INT64": pa.int64(), "INT32": pa.int32()}
+    arrays = {}
+    for field in cfg.data_config.input_fields:
+        kind = pipeline_pb2.DatasetConfig.FieldType.Name(field.input_type)
+        values = columns[field.input_name]
+        if kind != "STRING":
+            values = [float(v) if "FLOAT" in kind or "DOUBLE" in kind else int(v) for v in values]
+        arrays[field.input_name] = pa.array(values, types[kind])
+    return pa.table(arrays)
+
+
+def test_parquet_gives_the_same_values(data, tmp_path):
+    cfg, _, columns = data
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    cfg.data_config.input_type = cfg.data_config.ParquetInput
+    table = _typed_table(cfg, columns)
+    pq.write_table(table.slice(0, 20), tmp_path / "part-0.parquet")
+    pq.write_table(table.slice(20), tmp_path / "part-1.parquet")
+    features, labels = _collect(datasets.make_dataset(
+        str(tmp_path), cfg, columns=FEATURES, labels=LABELS, batch_size=8, shuffle=False,
+        num_epochs=1))
+    _check_values(features, labels, columns)
+
+
+def test_tfrecord_gives_the_same_values(data, tmp_path):
+    cfg, _, columns = data
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    cfg.data_config.input_type = cfg.data_config.TFRecordInput
+    table = _typed_table(cfg, columns).to_pylist()
+    with tf.io.TFRecordWriter(str(tmp_path / "part-0.tfrecord.gz"), "GZIP") as writer:
+        for row in table:
+            feature = {}
+            for name, value in row.items():
+                if isinstance(value, str):
+                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+                elif isinstance(value, int):
+                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                else:
+                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    features, labels = _collect(datasets.make_dataset(
+        str(tmp_path), cfg, columns=FEATURES, labels=LABELS, batch_size=8, shuffle=False,
+        num_epochs=1))
+    _check_values(features, labels, columns)
+
+
+def test_shuffled_epochs_hold_each_row_once_per_epoch(data):
+    cfg, shards, columns = data
+    dataset = datasets.make_dataset(shards, cfg, columns=["user_id", "position"], labels=["kd_soft"],
+                                    batch_size=5, shuffle=True, num_epochs=2, seed=3)
+    features, labels = _collect(dataset)
+    expected = sorted(float(np.float32(v)) for v in columns["kd_soft"]) * 1
+    assert sorted(labels["kd_soft"].tolist()) == sorted(expected * 2)
+    assert labels["kd_soft"][:len(expected)].tolist() != [float(np.float32(v)) for v in columns["kd_soft"]]
+
+
+def test_zero_epochs_repeat_forever(data):
+    cfg, shards, columns = data
+    dataset = datasets.make_dataset(shards, cfg, columns=["price"], labels=["clk"], batch_size=10,
+                                    shuffle=False, num_epochs=0)
+    batches = list(dataset.take(3 * len(columns["clk"]) // 10 + 1))
+    assert len(batches) == 3 * len(columns["clk"]) // 10 + 1
+
+
+def test_a_feature_column_missing_from_the_data_is_named_before_training(data, tmp_path):
+    cfg, _, columns = data
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    cfg.data_config.with_header = True
+    names = [n for n in columns if n != "price"]
+    path = tmp_path / "no_price.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(names)
+        writer.writerows(zip(*(columns[n] for n in names)))
+    with pytest.raises(ValueError, match=r"no_price\.csv: column\(s\) 'price' \(read by feature "
+                                         r"price\) missing from the data"):
+        datasets.make_dataset(str(path), cfg, columns=FEATURES, labels=LABELS, batch_size=4,
+                              shuffle=False, num_epochs=1)
+
+
+def test_rows_shorter_than_input_fields_name_the_missing_trailing_columns(data, tmp_path):
+    cfg, _, columns = data
+    path = tmp_path / "short.csv"
+    with open(path, "w", newline="") as f:  # no kd_soft column: soft labels were never added
+        csv.writer(f).writerows(zip(*(columns[n] for n in list(columns)[:-1])))
+    with pytest.raises(ValueError, match=r"short\.csv: column\(s\) 'kd_soft' \(a label\) missing"):
+        datasets.make_dataset(str(path), cfg, columns=FEATURES, labels=LABELS, batch_size=4,
+                              shuffle=False, num_epochs=1)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_soft_label_that_is_not_finite_is_named_with_file_and_row(data, tmp_path, bad):
+    cfg, shards, columns = data
+    values = dict(columns, kd_soft=list(columns["kd_soft"]))
+    values["kd_soft"][4] = bad
+    path = tmp_path / "bad.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(zip(*values.values()))
+    with pytest.raises(ValueError, match=r"bad\.csv: soft label column 'kd_soft' has 1 NaN/inf "
+                                         r"value\(s\), first at row 4"):
+        datasets.check_inputs(str(path), cfg, columns=FEATURES, labels=LABELS)
+
+
+def test_an_empty_training_file_is_an_error(data, tmp_path):
+    cfg, _, _ = data
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"empty\.csv: no rows"):
+        datasets.make_dataset(str(tmp_path / "empty.csv"), cfg, columns=FEATURES, labels=LABELS,
+                              batch_size=4, shuffle=False, num_epochs=1)
+
+
+def test_no_matching_files_is_file_not_found(data, tmp_path):
+    cfg, _, _ = data
+    with pytest.raises(FileNotFoundError):
+        datasets.make_dataset(str(tmp_path / "nothing-*.csv"), cfg, columns=FEATURES,
+                              labels=LABELS, batch_size=4, shuffle=False, num_epochs=1)
