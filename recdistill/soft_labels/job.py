@@ -24,6 +24,7 @@ Imports ``recdistill.config``, ``recdistill.exported`` and ``recdistill.data``; 
 """
 
 import dataclasses
+import itertools
 import json
 import logging
 import time
@@ -218,9 +219,10 @@ class _LabelShardFn(beam.DoFn):
         index, uri = element
         started = time.monotonic()
         summary = stats_lib.SoftLabelSummary()
-        for batch_index, (batch, rejected) in enumerate(self._read(uri)):
-            summary = summary.merge(self._label_batch(uri, index, batch_index, batch, rejected),
-                                    self._plan.sample_size)
+        for batch_index, (batch, rejected, rows_read) in enumerate(self._read(uri)):
+            chunk = self._label_batch(uri, index, batch_index, summary.rows_written, batch,
+                                      rejected, rows_read)
+            summary = summary.merge(chunk, self._plan.sample_size)
         seconds = time.monotonic() - started
         self._shards_done.inc()
         logger.info("Soft labels: shard %d %s: %d rows read, %d written, %d rejected in %.1f s "
@@ -229,29 +231,46 @@ class _LabelShardFn(beam.DoFn):
         yield summary
 
     def _read(self, uri: str) -> Iterator[tuple]:
-        """Yields (RecordBatch, rejected rows) of at most batch_size rows each."""
-        plan = self._plan
-        if not plan.tolerate_bad_rows:
-            for batch in tables.iter_batches(uri, self._input_config,
-                                             batch_size=plan.handler.batch_size):
-                yield batch, []
-            return
-        yield from _tolerant_batches(uri, self._input_config, plan.handler.batch_size)
+        """Yields (RecordBatch of at most batch_size rows, rejected rows, rows read).
 
-    def _label_batch(self, uri: str, index: int, batch_index: int, batch: pa.RecordBatch,
-                     rejected: list) -> stats_lib.SoftLabelSummary:
+        At max_bad_rows_fraction 0 the first unreadable row raises tables.DataError (file,
+        row, field). Otherwise the shard is read tolerating every bad row, each one is handed
+        on for the dead-letter output, and the job-wide fraction is checked at the end.
+        """
+        report = tables.ReadReport()
+        seen = 0
+        batches = tables.iter_batches(uri, self._input_config,
+                                      batch_size=self._plan.handler.batch_size,
+                                      max_bad_rows_fraction=1.0 if self._plan.tolerate_bad_rows
+                                      else 0.0,
+                                      report=report)
+        for batch in itertools.chain(batches, [None]):
+            rejected = [_Rejected(r.uri, r.row, r.message(), {r.field: r.value} if r.field else
+                                  {"row": r.value}) for r in report.bad_rows]
+            report.bad_rows.clear()
+            rows_read, seen = report.rows_read - seen, report.rows_read
+            if batch is not None or rejected:
+                yield batch, rejected, rows_read
+
+    def _label_batch(self, uri: str, index: int, batch_index: int, first_row: int,
+                     batch: Optional[pa.RecordBatch], rejected: list, rows_read: int
+                     ) -> stats_lib.SoftLabelSummary:
+        """Scores, writes and summarises one batch; ``first_row`` counts the good rows before
+        it (unscorable rows are numbered by it)."""
         plan = self._plan
-        first_row = batch_index * plan.handler.batch_size
-        started = time.monotonic()
-        predictions = plan.handler.run_inference([batch], self._model)[0].inference
-        self._batch_ms.update(int((time.monotonic() - started) * 1000))
-        soft = {spec.column: spec.values(predictions) for spec in plan.specs}
+        if batch is None:  # only rejected rows were left at the end of the shard
+            batch = _empty_batch(self._input_config)
+            soft = {spec.column: np.zeros(0, spec.dtype) for spec in plan.specs}
+        else:
+            started = time.monotonic()
+            predictions = plan.handler.run_inference([batch], self._model)[0].inference
+            self._batch_ms.update(int((time.monotonic() - started) * 1000))
+            soft = {spec.column: spec.values(predictions) for spec in plan.specs}
         good = np.logical_and.reduce([np.isfinite(v) for v in soft.values()])
         if not good.all():
             rejected = rejected + self._non_finite(uri, first_row, batch, soft, good)
             batch = batch.filter(pa.array(good))
             soft = {name: values[good] for name, values in soft.items()}
-        rows_read = batch.num_rows + len(rejected)
         self._rows_read.inc(rows_read)
         self._rows_rejected.inc(len(rejected))
         shard = _SHARD_NAME.format(shard=index, batch=batch_index)
@@ -271,7 +290,7 @@ class _LabelShardFn(beam.DoFn):
     def _non_finite(self, uri, first_row, batch, soft, good) -> list:
         rows = np.flatnonzero(~good)
         rejected = [
-            _Rejected(uri, first_row + int(i), "teacher output is not finite: " + ", ".join(
+            _Rejected(uri, first_row + int(i) + 1, "teacher output is not finite: " + ", ".join(
                 f"{name}={values[i]}" for name, values in soft.items()),
                 batch.slice(int(i), 1).to_pylist()[0])
             for i in rows]
@@ -282,8 +301,10 @@ class _LabelShardFn(beam.DoFn):
         return rejected
 
 
-def _tolerant_batches(uri: str, data_config, batch_size: int):
-    raise NotImplementedError
+def _empty_batch(data_config) -> pa.RecordBatch:
+    schema = pa.schema([(f.input_name, tables.ARROW_TYPES[f.input_type])
+                        for f in data_config.input_fields])
+    return pa.RecordBatch.from_pylist([], schema=schema)
 
 
 def _with_soft_labels(batch: pa.RecordBatch, soft: dict, output_config) -> pa.Table:

@@ -22,11 +22,14 @@ def expected_logits(user_id, cate_id, price) -> np.ndarray:
     """The test teacher's logit, worked out with numpy from the raw column values."""
     user_len = np.array([len(u.encode()) for u in user_id], dtype=np.float64)
     cate_len = np.array([len(c.encode()) for c in cate_id], dtype=np.float64)
-    return 0.1 * user_len - 0.2 * cate_len + 0.01 * np.asarray(price, np.float64) - 0.5
+    price = np.asarray(price, np.float64)
+    logits = 0.1 * user_len - 0.2 * cate_len + 0.01 * price - 0.5
+    return np.where(price >= 0, logits, np.nan)
 
 
 class _Teacher(tf.Module):
-    """logits = 0.1 len(user_id) - 0.2 len(cate_id) + 0.01 price - 0.5; probs = sigmoid."""
+    """logits = 0.1 len(user_id) - 0.2 len(cate_id) + 0.01 price - 0.5 (NaN where price < 0,
+    a row the teacher cannot score); probs = sigmoid(logits)."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], dtype, name=name)
                                   for name, dtype in TEACHER_INPUTS.items()])
@@ -34,6 +37,7 @@ class _Teacher(tf.Module):
         logits = (0.1 * tf.cast(tf.strings.length(user_id), tf.float32)
                   - 0.2 * tf.cast(tf.strings.length(cate_id), tf.float32)
                   + 0.01 * tf.cast(price, tf.float32) - 0.5)
+        logits = tf.where(price >= 0, logits, tf.fill(tf.shape(logits), float("nan")))
         return {"logits": logits, "probs": tf.sigmoid(logits),
                 "logits_2d": tf.stack([logits, -logits], axis=1)}
 
