@@ -84,8 +84,11 @@ def listdir(uri: str) -> list[str]:
     """
     fs, path = _resolve(uri)
     _require_dir(fs, path, uri)
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
-    return sorted(info.base_name for info in infos)
+    # Recursive, because pyarrow's GCS listing reports a sub-folder only when it has a
+    # marker object, and folders written by other tools (or by open_output) have none.
+    base = len(path.rstrip("/")) + 1
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return sorted({info.path[base:].split("/", 1)[0] for info in infos})
 
 
 def open_input(uri: str) -> BinaryIO:
@@ -195,7 +198,7 @@ def delete_tree(uri: str) -> None:
     elif info.type == pafs.FileType.Directory:
         fs.delete_dir_contents(path, missing_dir_ok=True)
         # On GCS a folder without a marker object vanishes with its last file.
-        with contextlib.suppress(FileNotFoundError):
+        if fs.get_file_info(path).type == pafs.FileType.Directory:
             fs.delete_dir(path)
 
 
@@ -350,7 +353,7 @@ def _split_gcs(uri: str) -> tuple[str, str] | None:
             f"{uri!r}: bucket name {bucket!r} is not valid. Write gs://bucket/path with a "
             "3-222 character lowercase bucket name."
         )
-    if "//" in rest:
+    if rest.startswith("/") or "//" in rest:
         raise ValueError(f"{uri!r}: empty path component ('//'). Remove the extra slash.")
     return bucket, rest.rstrip("/")
 

@@ -1,0 +1,177 @@
+"""Tests for recdistill.data.filesystems, locally and on gcp-storage-emulator."""
+
+import os
+
+import pytest
+
+from recdistill.data import filesystems as fsys
+
+
+@pytest.fixture(params=["local", "gcs"])
+def root(request, tmp_path):
+    """A fresh folder URI, once on local disk and once in an emulator bucket."""
+    if request.param == "local":
+        return str(tmp_path / "root")
+    return request.getfixturevalue("gcs_bucket") + "/root"
+
+
+def _write(uri: str, data: bytes) -> None:
+    with fsys.open_output(uri) as f:
+        f.write(data)
+
+
+def _read(uri: str) -> bytes:
+    with fsys.open_input(uri) as f:
+        return f.read()
+
+
+def test_write_read_exists_listdir(root):
+    _write(fsys.join(root, "a", "b", "x.bin"), b"\x00\x01payload")
+    _write(fsys.join(root, "a", "y.gz"), b"not gzip")  # bytes are kept as given
+    assert _read(fsys.join(root, "a", "b", "x.bin")) == b"\x00\x01payload"
+    assert _read(fsys.join(root, "a", "y.gz")) == b"not gzip"
+    assert fsys.exists(fsys.join(root, "a"))
+    assert not fsys.exists(fsys.join(root, "nope"))
+    assert fsys.listdir(fsys.join(root, "a")) == ["b", "y.gz"]
+
+
+def test_open_input_names_the_missing_file(root):
+    with pytest.raises(FileNotFoundError, match="nope.csv.*does not exist"):
+        fsys.open_input(fsys.join(root, "nope.csv"))
+
+
+def test_random_access_read(root):
+    uri = fsys.join(root, "r.bin")
+    _write(uri, bytes(range(100)))
+    with fsys.open_input(uri) as f:
+        f.seek(90)
+        assert f.read(5) == bytes([90, 91, 92, 93, 94])
+
+
+def test_expand_directory_skips_bookkeeping_files(root):
+    for name in ["part-1.csv", "part-0.csv", "_SUCCESS", ".hidden", "stats.json"]:
+        _write(fsys.join(root, "d", name), b"x")
+    _write(fsys.join(root, "d", "sub", "deep.csv"), b"x")
+    assert fsys.expand(fsys.join(root, "d")) == [
+        fsys.join(root, "d", "part-0.csv"), fsys.join(root, "d", "part-1.csv")]
+
+
+def test_expand_glob_in_name_and_folder(root):
+    for rel in ["2024/a.csv", "2024/b.tsv", "2025/c.csv", "2025/_x.csv", "top.csv"]:
+        _write(fsys.join(root, *rel.split("/")), b"x")
+    assert fsys.expand(fsys.join(root, "202?", "*.csv")) == [
+        fsys.join(root, "2024", "a.csv"), fsys.join(root, "2025", "c.csv")]
+    assert fsys.expand(fsys.join(root, "2024", "[ab].*")) == [
+        fsys.join(root, "2024", "a.csv"), fsys.join(root, "2024", "b.tsv")]
+    # '*' does not cross folders.
+    assert fsys.expand(fsys.join(root, "*.csv")) == [fsys.join(root, "top.csv")]
+
+
+def test_expand_single_file_is_returned_as_named(root):
+    uri = fsys.join(root, "_only")
+    _write(uri, b"x")
+    assert fsys.expand(uri) == [uri]
+
+
+def test_expand_nothing_names_the_pattern(root):
+    pattern = fsys.join(root, "missing", "*.csv")
+    with pytest.raises(FileNotFoundError, match="no data files match") as err:
+        fsys.expand(pattern)
+    assert pattern in str(err.value)
+
+
+def test_copy_tree_and_delete_tree(root, tmp_path):
+    _write(fsys.join(root, "src", "a.txt"), b"A")
+    _write(fsys.join(root, "src", "sub", "b.txt"), b"B")
+    fsys.copy_tree(fsys.join(root, "src"), fsys.join(root, "dst"))
+    assert _read(fsys.join(root, "dst", "sub", "b.txt")) == b"B"
+    # And across filesystems, to local disk.
+    fsys.copy_tree(fsys.join(root, "src"), str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "a.txt").read_bytes() == b"A"
+    fsys.delete_tree(fsys.join(root, "src"))
+    assert not fsys.exists(fsys.join(root, "src"))
+    assert fsys.exists(fsys.join(root, "dst", "a.txt"))
+    fsys.delete_tree(fsys.join(root, "src"))  # missing is fine
+
+
+def test_makedirs_then_listdir_is_empty(root):
+    fsys.makedirs(fsys.join(root, "empty", "deeper"))
+    assert fsys.exists(fsys.join(root, "empty", "deeper"))
+    assert fsys.listdir(fsys.join(root, "empty", "deeper")) == []
+
+
+def test_atomic_dir_publishes_on_success_and_replaces_old(root):
+    final = fsys.join(root, "out")
+    _write(fsys.join(final, "stale.txt"), b"old")
+    with fsys.atomic_dir(final) as tmp:
+        assert not fsys.exists(fsys.join(final, "new.txt"))
+        _write(fsys.join(tmp, "new.txt"), b"new")
+        _write(fsys.join(tmp, "sub", "deep.txt"), b"deep")
+    assert fsys.is_complete(final)
+    assert sorted(fsys.listdir(final)) == ["_SUCCESS", "new.txt", "sub"]
+    assert _read(fsys.join(final, "sub", "deep.txt")) == b"deep"
+    assert fsys.listdir(root) == ["out"]  # no temporary sibling left
+
+
+def test_atomic_dir_failure_leaves_nothing_visible(root):
+    final = fsys.join(root, "out")
+    with pytest.raises(RuntimeError, match="boom"):
+        with fsys.atomic_dir(final) as tmp:
+            _write(fsys.join(tmp, "half.txt"), b"half")
+            raise RuntimeError("boom")
+    assert not fsys.exists(final)
+    assert not fsys.is_complete(final)
+    assert not fsys.exists(root) or fsys.listdir(root) == []
+
+
+def test_atomic_dir_failure_keeps_previous_content(root):
+    final = fsys.join(root, "out")
+    with fsys.atomic_dir(final) as tmp:
+        _write(fsys.join(tmp, "v1.txt"), b"1")
+    with pytest.raises(RuntimeError):
+        with fsys.atomic_dir(final) as tmp:
+            _write(fsys.join(tmp, "v2.txt"), b"2")
+            raise RuntimeError("boom")
+    assert fsys.listdir(final) == ["_SUCCESS", "v1.txt"]
+
+
+def test_localize_gcs_folder_and_file(gcs_bucket):
+    _write(gcs_bucket + "/model/saved_model.pb", b"pb")
+    _write(gcs_bucket + "/model/variables/variables.index", b"idx")
+    local = fsys.localize(gcs_bucket + "/model")
+    assert not fsys.is_remote(local)
+    assert os.path.basename(local) == "model"
+    with open(os.path.join(local, "variables", "variables.index"), "rb") as f:
+        assert f.read() == b"idx"
+    single = fsys.localize(gcs_bucket + "/model/saved_model.pb")
+    with open(single, "rb") as f:
+        assert f.read() == b"pb"
+
+
+def test_localize_local_path_is_unchanged(tmp_path):
+    assert fsys.localize(str(tmp_path)) == str(tmp_path)
+
+
+def test_join_and_is_remote():
+    assert fsys.join("gs://bkt/", "a/", "/b") == "gs://bkt/a/b"
+    assert fsys.is_remote("gs://bkt/a")
+    assert not fsys.is_remote("/tmp/a")
+    assert fsys.join("/tmp", "a") == os.path.join("/tmp", "a")
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("gs:/bkt/x", "two slashes"),
+    ("gs://", "bucket name"),
+    ("gs:///x", "bucket name"),
+    ("gs://Bad_Bucket/x", "bucket name"),
+    ("gs://bkt//x", "empty path component"),
+    ("s3://bkt/x", "unsupported scheme"),
+])
+def test_malformed_uris_are_rejected(uri, message):
+    with pytest.raises(ValueError, match=message):
+        fsys.exists(uri)
+
+
+def test_delete_tree_refuses_a_bucket(gcs_bucket):
+    with pytest.raises(ValueError, match="whole bucket"):
+        fsys.delete_tree(gcs_bucket)
