@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import expected_logits, make_rows, student_config
+from soft_label_helpers import expected_logits, make_rows, student_config
 from recdistill import exported
 from recdistill.protos import pipeline_pb2
 from recdistill.soft_labels import handlers

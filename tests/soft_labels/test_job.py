@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from conftest import expected_logits, make_rows, student_config
+from soft_label_helpers import expected_logits, make_rows, student_config
 from recdistill.data import filesystems, tables
 from recdistill.soft_labels import job
 
