@@ -22,7 +22,8 @@ With ``max_bad_rows_fraction > 0`` bad rows are skipped but never silently: each
 recorded in the caller's ``ReadReport`` (pass ``report=ReadReport()``) and logged, and
 ``DataError`` is raised once the fraction of bad rows exceeds the limit (checked when the
 input is exhausted). Only the requested ``fields`` are type-checked, but the CSV column
-count is checked for every row.
+count is checked for every row. A CSV line without any value (blank, or separators only)
+is not a row: it is skipped and counted in ``ReadReport.blank_lines``.
 
 All IO goes through ``recdistill.data.filesystems``, so ``gs://`` works the same as local
 paths (and against gcp-storage-emulator). TensorFlow is imported only inside the TFRecord
@@ -111,9 +112,11 @@ class ReadReport:
         bad_row_count: rows skipped as bad.
         bad_rows: the skipped rows, in reading order.
         files: the data files read.
+        blank_lines: CSV lines without any value (skipped, not counted as rows).
     """
 
     rows_read: int = 0
+    blank_lines: int = 0
     bad_row_count: int = 0
     bad_rows: list[BadRow] = dataclasses.field(default_factory=list)
     files: list[str] = dataclasses.field(default_factory=list)
@@ -277,41 +280,52 @@ def _csv_batches(uri, data_config, schema, policy) -> Iterator[pa.RecordBatch]:
 
     def on_invalid(row) -> str:
         skipped.append(row.number)
-        if row.text.strip():  # a blank line is not a row
-            pending.append(BadRow(
-                uri, row.number + header_lines, "", row.text,
-                f"has {row.actual_columns} columns, expected {row.expected_columns} "
-                f"({', '.join(names)}); check data_config.separator "
-                f"{data_config.separator!r} and quoting",
-            ))
+        pending.append(BadRow(
+            uri, row.number + header_lines, "", row.text,
+            f"has {row.actual_columns} columns, expected {row.expected_columns} "
+            f"({', '.join(names)}); check data_config.separator "
+            f"{data_config.separator!r} and quoting",
+        ))
         return "skip"
 
+    # Blank lines are kept by the parser (so its row numbers stay line numbers) and
+    # dropped below; all columns are read as strings and typed by _typed_batch.
     read_options = pacsv.ReadOptions(column_names=names, skip_rows=header_lines,
                                      use_threads=False, block_size=_CSV_BLOCK_BYTES)
     parse_options = pacsv.ParseOptions(delimiter=data_config.separator,
                                        invalid_row_handler=on_invalid, ignore_empty_lines=False)
     convert_options = pacsv.ConvertOptions(
-        column_types={n: pa.string() for n in names}, include_columns=schema.arrow.names,
-        null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True)
-    kept = 0
+        column_types={n: pa.string() for n in names}, null_values=[""],
+        strings_can_be_null=True, quoted_strings_can_be_null=True)
+    parsed = 0  # rows the parser has produced so far
     with filesystems.open_input(uri) as f:
         reader = pacsv.open_csv(f, read_options=read_options, parse_options=parse_options,
                                 convert_options=convert_options)
         for batch in reader:
-            skipped_sorted = np.sort(np.asarray(skipped, dtype=np.int64))
-            # Row k (0-based, among kept rows) is the k+1-th parser row number not skipped.
-            def line_of(index: int, offset=kept) -> int:
-                m = offset + index + 1
-                shift = np.searchsorted(skipped_sorted - np.arange(len(skipped_sorted)), m,
-                                        side="right")
-                return int(m + shift) + header_lines
-
-            typed, bad = _typed_batch(uri, batch, schema, line_of)
+            lines = _line_numbers(parsed, batch.num_rows, skipped) + header_lines
+            parsed += batch.num_rows
+            blank = np.logical_and.reduce(
+                [col.is_null().to_numpy(zero_copy_only=False) for col in batch.columns])
+            policy.report.blank_lines += int(blank.sum())
+            lines = lines[~blank]
+            values = batch.filter(pa.array(~blank)).select(schema.arrow.names)
+            typed, bad = _typed_batch(uri, values, schema, lambda i, lines=lines: int(lines[i]))
             policy.rows(typed.num_rows, pending + bad)
             pending.clear()
-            kept += batch.num_rows
             yield typed
     policy.rows(0, pending)
+
+
+def _line_numbers(first: int, count: int, skipped: list[int]) -> np.ndarray:
+    """Parser row numbers (1-based) of parsed rows first..first+count-1 (0-based).
+
+    The parser numbers every row, including those it skipped; parsed row k is therefore
+    the (k+1)-th number not in ``skipped``. Skipped rows after the batch do not matter.
+    """
+    gaps = np.sort(np.asarray(skipped, dtype=np.int64))
+    gaps -= np.arange(len(gaps))
+    m = np.arange(first + 1, first + count + 1)
+    return m + np.searchsorted(gaps, m, side="right")
 
 
 def _csv_column_names(uri, data_config, schema) -> list[str]:
