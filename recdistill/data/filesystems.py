@@ -213,7 +213,7 @@ def localize(uri: str) -> str:
         FileNotFoundError: ``uri`` does not exist.
     """
     if not is_remote(uri):
-        return _resolve(uri)[1] if uri.startswith("file:") else uri
+        return _resolve(uri)[1] if os.fspath(uri).startswith("file:") else uri
     name = uri.rstrip("/").rsplit("/", 1)[-1]
     local = os.path.join(tempfile.mkdtemp(dir=_process_tempdir()), name)
     copy_tree(uri, local)
