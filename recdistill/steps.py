@@ -75,19 +75,25 @@ def generate_soft_labels(teacher_uri: str, config_uri: str, input_uri: str, outp
 
 def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
              teacher_uri: str = "", champion_uri: str = "", baseline_uri: str = "",
-             thresholds: str = ""):
+             thresholds: str = "", report_copy: str = ""):
     """Scores the eval table and decides the blessing (``recdistill.evaluation``).
 
     Args:
       thresholds: a thresholds file URI or inline JSON ('' = none configured: not blessed).
+      report_copy: also write report.html here (the KFP ``HTML`` artifact's file).
     """
     from recdistill import evaluation
 
-    return evaluation.evaluate(model_uri, data_uri, config_lib.load_config(config_uri),
-                               teacher_uri=teacher_uri or None,
-                               champion_uri=champion_uri or None,
-                               baseline_uri=baseline_uri or None,
-                               thresholds=thresholds or None, out_dir=out_dir)
+    result = evaluation.evaluate(model_uri, data_uri, config_lib.load_config(config_uri),
+                                 teacher_uri=teacher_uri or None,
+                                 champion_uri=champion_uri or None,
+                                 baseline_uri=baseline_uri or None,
+                                 thresholds=thresholds or None, out_dir=out_dir)
+    if report_copy:
+        with filesystems.open_input(result.report_uri) as src, \
+                filesystems.open_output(report_copy) as dst:
+            dst.write(src.read())
+    return result
 
 
 def current_champion(destination: str) -> str:

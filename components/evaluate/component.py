@@ -27,10 +27,11 @@ def evaluate(model: Input[Model], eval_data: Input[Dataset], config: str, teache
 
     result = steps.evaluate(model.uri, eval_data.uri, config, evaluation.uri,
                             teacher_uri=teacher.uri, champion_uri=champion,
-                            baseline_uri=baseline.uri, thresholds=thresholds)
-    for key, value in sorted(result.kfp_scalars().items()):
+                            baseline_uri=baseline.uri, thresholds=thresholds,
+                            report_copy=report.path)
+    for key, value in sorted(result.scalars.items()):
         metrics.log_metric(key, value)
-    roc.log_roc_curve(*result.roc_curve())
-    roc.log_confusion_matrix(*result.confusion_matrix())
-    result.write_report(report.path)
+    roc.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])
+    roc.log_confusion_matrix(result.confusion_matrix["categories"],
+                             result.confusion_matrix["matrix"])
     return result.blessed
