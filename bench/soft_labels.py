@@ -47,6 +47,8 @@ def _child(kind: str, paths: dict, batch_size: int) -> dict:
     from recdistill.data import tables
     from recdistill.soft_labels import job
 
+    import tensorflow  # noqa: F401  (both timings start with TF imported, nothing loaded)
+
     cfg = config_lib.load_config(paths["student"])
     started = time.monotonic()
     if kind == "beam":
@@ -62,7 +64,6 @@ def _child(kind: str, paths: dict, batch_size: int) -> dict:
         read_config.input_fields.extend(f for f in cfg.data_config.input_fields
                                         if f.input_name not in soft)
         model = exported.load_exported(paths["teacher"])
-        started = time.monotonic()  # like the job's workers, count from a loaded model
         rows = 0
         for batch in tables.iter_batches(paths["train"], read_config, batch_size=batch_size):
             model.predict({n: batch.column(n).to_numpy(zero_copy_only=False) for n in model.inputs})
@@ -72,7 +73,9 @@ def _child(kind: str, paths: dict, batch_size: int) -> dict:
             "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _run_child(kind: str, paths: dict, batch_size: int) -> dict:
+def _run_child(kind: str, paths, batch_size: int) -> dict:
+    """Runs one step in a fresh process (peak RSS is inherited across exec, so the parent
+    itself never imports TensorFlow)."""
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--paths", json.dumps(paths),
                           "--batch-size", str(batch_size)], check=True, capture_output=True,
                          text=True)
@@ -85,17 +88,20 @@ def main() -> None:
     parser.add_argument("--small-rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--work", default=None)
-    parser.add_argument("--child", choices=["beam", "loop"])
+    parser.add_argument("--child", choices=["prepare", "beam", "loop"])
     parser.add_argument("--paths")
     args = parser.parse_args()
-    from recdistill.soft_labels import handlers
-
-    batch_size = args.batch_size or handlers.DEFAULT_BATCH_SIZE
+    batch_size = args.batch_size or 65536  # handlers.DEFAULT_BATCH_SIZE, without importing it
+    if args.child == "prepare":
+        work, rows = json.loads(args.paths)
+        print(json.dumps(_prepare(work, rows)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, json.loads(args.paths), batch_size)))
         return
     work = args.work or tempfile.mkdtemp(prefix="bench-soft-labels-")
-    big, small = _prepare(work, args.rows), _prepare(work, args.small_rows)
+    big = _run_child("prepare", [work, args.rows], batch_size)
+    small = _run_child("prepare", [work, args.small_rows], batch_size)
     beam_big = _run_child("beam", big, batch_size)
     loop_big = _run_child("loop", big, batch_size)
     beam_small = _run_child("beam", small, batch_size)

@@ -119,7 +119,12 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str, conf
         raise FileNotFoundError(f"{input_uri}: no data files match. Pass a file, a folder of "
                                 "shards or a glob of the training data.")
     handler = handlers.TeacherModelHandler(teacher_uri, batch_size=batch_size)
-    specs, input_config = _check_teacher(handler, cfg, input_uri)
+    # Workers acquire the teacher through this handle: in-process runners (DirectRunner)
+    # reuse the model loaded here for the check while `model` keeps it alive; remote
+    # workers load their own.
+    model_handle = shared.Shared()
+    model = model_handle.acquire(handler.load_model, tag=teacher_uri)
+    specs, input_config = _check_teacher(model, cfg, input_uri)
     started = time.monotonic()
     with filesystems.atomic_dir(output_uri) as out_dir:
         plan = _Plan(handler=handler, specs=tuple(specs),
@@ -131,7 +136,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str, conf
                      sample_size=sample_size)
         logger.info("Soft labels: %d shard(s) of %s -> %s with teacher %s on %s", len(shards),
                     input_uri, output_uri, teacher_uri, runner)
-        _run_pipeline(plan, shards, runner, beam_args)
+        _run_pipeline(_LabelShardFn(plan, model_handle), plan, shards, runner, beam_args)
+        del model
         stats = _read_stats(out_dir)
         seconds = time.monotonic() - started
         stats.update(teacher=teacher_uri, input=input_uri, output=output_uri, runner=runner,
@@ -145,15 +151,14 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str, conf
     return stats
 
 
-def _check_teacher(handler, cfg, input_uri: str):
-    """Loads the teacher once in the launcher so a mismatch fails before any row is read."""
+def _check_teacher(model, cfg, input_uri: str):
+    """Checks the teacher against the config in the launcher, before any row is read."""
     soft = set(config_lib.soft_label_fields(cfg))
     input_config = pipeline_pb2.DatasetConfig()
     input_config.CopyFrom(cfg.data_config)
     del input_config.input_fields[:]
     input_config.input_fields.extend(f for f in cfg.data_config.input_fields
                                      if f.input_name not in soft)
-    model = handler.load_model()
     handlers.check_teacher_inputs(model, input_config.input_fields, input_uri)
     return handlers.soft_label_specs(cfg, model), input_config
 
@@ -169,13 +174,14 @@ def _output_config(cfg, specs) -> pipeline_pb2.DatasetConfig:
     return output_config
 
 
-def _run_pipeline(plan: _Plan, shards: list, runner: str, beam_args: Sequence[str]) -> None:
+def _run_pipeline(label_fn: beam.DoFn, plan: _Plan, shards: list, runner: str,
+                  beam_args: Sequence[str]) -> None:
     options = PipelineOptions(flags=[f"--runner={runner}", *beam_args])
     pipeline = beam.Pipeline(options=options)
     _ = (pipeline
          | "Shards" >> beam.Create(list(enumerate(shards)))
          | "Spread" >> beam.Reshuffle()
-         | "LabelShards" >> beam.ParDo(_LabelShardFn(plan))
+         | "LabelShards" >> beam.ParDo(label_fn)
          | "KeyAll" >> beam.Map(lambda summary: (None, summary))
          | "Gather" >> beam.GroupByKey()
          | "WriteStats" >> beam.ParDo(_WriteStatsFn(plan)))
@@ -198,9 +204,9 @@ class _Rejected:
 class _LabelShardFn(beam.DoFn):
     """Reads one input shard in batches, scores each with the teacher and writes it out."""
 
-    def __init__(self, plan: _Plan):
+    def __init__(self, plan: _Plan, model_handle: shared.Shared):
         self._plan = plan
-        self._model_handle = shared.Shared()
+        self._model_handle = model_handle
         self._model = None
         namespace = handlers.METRICS_NAMESPACE
         self._rows_read = beam.metrics.Metrics.counter(namespace, "rows_read")
