@@ -12,6 +12,10 @@ import sys
 import tempfile
 
 PROTO_DIR = pathlib.Path(__file__).resolve().parent
+#: The proto is compiled relative to the folder above ``recdistill/`` so the generated module
+#: calls itself ``recdistill.protos.pipeline_pb2``: messages then pickle (Beam ships configs
+#: to workers) and the descriptor's file name is unique in the global pool.
+PACKAGE_ROOT = PROTO_DIR.parents[1]
 PROTO = PROTO_DIR / "pipeline.proto"
 GENERATED = PROTO_DIR / "pipeline_pb2.py"
 
@@ -25,14 +29,14 @@ def generated_source() -> str:
     with tempfile.TemporaryDirectory() as out:
         status = protoc.main([
             "protoc",
-            f"--proto_path={PROTO_DIR}",
+            f"--proto_path={PACKAGE_ROOT}",
             f"--proto_path={include}",
             f"--python_out={out}",
             str(PROTO),
         ])
         if status != 0:
             raise RuntimeError(f"protoc failed on {PROTO} with status {status}")
-        return (pathlib.Path(out) / "pipeline_pb2.py").read_text()
+        return (pathlib.Path(out) / GENERATED.relative_to(PACKAGE_ROOT)).read_text()
 
 
 def main(argv=None) -> int:
