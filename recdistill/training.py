@@ -219,7 +219,9 @@ class _KerasTrainer:
             first_features, _ = next(iter(dataset.take(1)))
             model(first_features, training=False)  # creates the variables
             optimizer.build(model.trainable_variables)
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=global_step)
+        checkpoint = tf.train.Checkpoint(model=variables_by_path(model.variables),
+                                         optimizer=variables_by_path(optimizer.variables),
+                                         step=global_step)
         manager = tf.train.CheckpointManager(
             checkpoint, self.model_dir, max_to_keep=train_config.keep_checkpoint_max or None,
             checkpoint_name=CHECKPOINT_NAME)
@@ -356,10 +358,33 @@ class _Loop:
                 "examples_per_sec": self.examples / seconds if self.step > self.start else 0.0}
 
 
+def variables_by_path(variables) -> dict:
+    """Keras variables keyed by their path without the owner's name, as checkpoints hold them.
+
+    ``tf.train.Checkpoint(model=keras_model)`` does not see variables of Keras 3 sublayers
+    (only those set directly on the model), so checkpoints hold this dict instead. The first
+    path component (the model's or optimizer's name) is dropped because Keras makes it unique
+    per process (``adam``, ``adam_1``, ...); the rest is the same for every model built from
+    the same config.
+
+    Raises:
+      ValueError: two variables share a path (they would overwrite each other).
+    """
+    by_path = {}
+    for variable in variables:
+        key = variable.path.split("/", 1)[-1]
+        if key in by_path:
+            raise ValueError(f"two variables share the path {key!r}; give the layers distinct "
+                             "names so checkpoints can tell them apart.")
+        by_path[key] = variable
+    return by_path
+
+
 def _write_warm_start(tf, model, export_path: str) -> None:
     """Saves the model's weights beside the SavedModel for :func:`_restore_warm_start`."""
     with tempfile.TemporaryDirectory() as tmp:
-        tf.train.Checkpoint(model=model).write(os.path.join(tmp, _WARM_START_PREFIX))
+        tf.train.Checkpoint(model=variables_by_path(model.variables)).write(
+            os.path.join(tmp, _WARM_START_PREFIX))
         filesystems.copy_tree(tmp, filesystems.join(export_path, WARM_START_SUBDIR))
 
 
@@ -379,7 +404,7 @@ def _restore_warm_start(model, warm_start: str) -> None:
             f"folder of a model trained by recdistill.training (<model_dir>/export).")
     local = filesystems.localize(source)
     try:
-        tf.train.Checkpoint(model=model).read(
+        tf.train.Checkpoint(model=variables_by_path(model.variables)).read(
             os.path.join(local, _WARM_START_PREFIX)).assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
         raise ValueError(f"{warm_start}: its weights do not fit this model ({error}). Warm-start "

@@ -1,0 +1,286 @@
+"""train(): teacher and student runs on the sample, kd, resume, warm start, export, bad input."""
+
+import glob
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from recdistill import config as config_lib
+from recdistill import exported, training
+from recdistill.data import sample
+from recdistill.models import build_model
+
+pytestmark = pytest.mark.slow
+
+STEPS = 200
+
+
+def _soft_logit(frame):
+    """A teacher's logit the student's item tower can learn (price and category)."""
+    return -frame["price"] / 100.0 + 0.1 * frame["category"].str[1:].astype(int) - 1.0
+
+
+def _read(path, names):
+    return pd.read_csv(path, header=None, names=names, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Sample data, with the soft-labelled splits the soft-label job would write."""
+    out = tmp_path_factory.mktemp("training")
+    written = sample.write_sample_data(str(out), rows=1500)
+    student = config_lib.load_config(written.student_config)
+    names = [field.input_name for field in student.data_config.input_fields]
+    for split, source in (("train", written.train_path), ("eval", written.eval_path)):
+        frame = _read(source, names[:-1])
+        frame["kd_soft"] = _soft_logit(frame)
+        folder = out / "soft_labels" / split
+        folder.mkdir(parents=True)
+        frame.to_csv(folder / "part-00000.csv", header=False, index=False)
+    return written
+
+
+def _config(path, **train):
+    cfg = config_lib.load_config(path)
+    cfg.data_config.batch_size = 32
+    cfg.data_config.shuffle = False  # same rows in the same order in every run
+    cfg.train_config.log_step_count_steps = 20
+    cfg.train_config.optimizer_config[0].adam_optimizer.learning_rate \
+        .constant_learning_rate.learning_rate = 0.005
+    for name, value in train.items():
+        setattr(cfg.train_config, name, value)
+    return cfg
+
+
+def _events(model_dir):
+    """TensorBoard scalars written by a run: tag -> {step: value}."""
+    values = {}
+    for path in glob.glob(os.path.join(model_dir, training.EVENTS_SUBDIR, "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                values.setdefault(value.tag, {})[event.step] = float(
+                    tf.make_ndarray(value.tensor))
+    return values
+
+
+def _columns(data, cfg, split):
+    names = [field.input_name for field in cfg.data_config.input_fields]
+    path = glob.glob(os.path.join(data.out_dir, "soft_labels", split, "*.csv"))[0]
+    frame = _read(path, names)
+    return {name: frame[name].to_numpy() for name in names}
+
+
+def _eval_columns(data, cfg):
+    return _columns(data, cfg, "eval")
+
+
+def _predict_logits(model, columns):
+    feed = {name: tf.constant(columns[name].astype(str) if dtype == tf.string
+                              else columns[name].astype(dtype.as_numpy_dtype))
+            for name, dtype in model.input_columns.items()}
+    return model(feed, training=False)["logits"].numpy()
+
+
+def _restored_model(cfg, model_dir):
+    model = build_model(cfg)
+    columns = {name: tf.constant([""]) if dtype == tf.string else tf.zeros([1], dtype)
+               for name, dtype in model.input_columns.items()}
+    model(columns, training=False)
+    checkpoint = tf.train.Checkpoint(model=training.variables_by_path(model.variables))
+    checkpoint.restore(tf.train.latest_checkpoint(model_dir)).expect_partial() \
+        .assert_existing_objects_matched()
+    return model
+
+
+def test_student_trains_logs_every_component_and_exports_what_it_predicts(data, tmp_path):
+    cfg = _config(data.student_config)
+    tf.keras.utils.set_random_seed(0)
+    model_dir = str(tmp_path / "student")
+    result = training.train(cfg, model_dir=model_dir, num_steps=STEPS)
+
+    assert result.steps == STEPS
+    events = _events(model_dir)
+    kd = events["loss/kd_loss_logits_kd_soft"]
+    assert sorted(kd) == list(range(20, STEPS + 1, 20))
+    # The kd loss on the whole training set, worked out with numpy: cross-entropy to the
+    # teacher is at least the teacher's own entropy, and training must close most of the gap
+    # an untrained student leaves.
+    columns = _columns(data, cfg, "train")
+    teacher = 1.0 / (1.0 + np.exp(-columns["kd_soft"]))
+    floor = np.mean(-teacher * np.log(teacher) - (1 - teacher) * np.log(1 - teacher))
+
+    def kd_loss(logits):
+        student = 1.0 / (1.0 + np.exp(-logits))
+        return np.mean(-teacher * np.log(student + 1e-7)
+                       - (1 - teacher) * np.log(1 - student + 1e-7))
+
+    tf.keras.utils.set_random_seed(0)
+    untrained = _predict_logits(build_model(cfg), columns)
+    trained = exported.load_exported(result.export_dir).predict(columns)["logits"]
+    assert kd_loss(trained) - floor < 0.5 * (kd_loss(untrained) - floor)
+    for name in ("hard_loss_clk", "regularization", "loss"):
+        assert f"loss/{name}" in events
+    totals = events["loss/loss"]
+    parts = [events[f"loss/{n}"] for n in ("hard_loss_clk", "kd_loss_logits_kd_soft",
+                                           "regularization")]
+    assert totals[STEPS] == pytest.approx(sum(p[STEPS] for p in parts), rel=1e-5)
+    assert result.metrics["loss"] == pytest.approx(totals[STEPS], rel=1e-5)
+    assert 0.5 < result.metrics["eval_auc"] <= 1.0 and result.metrics["examples_per_sec"] > 0
+
+    # The export: raw student columns only (no soft label, no privileged position) ...
+    loaded = exported.load_exported(result.export_dir)
+    assert sorted(loaded.inputs) == ["age", "category", "gender", "interests", "item_id",
+                                     "item_tags", "price", "user_id"]
+    metadata = loaded.metadata
+    assert metadata["training_metrics"]["steps"] == STEPS
+    assert metadata["eval_metrics"]["eval_auc"] == pytest.approx(result.metrics["eval_auc"])
+    assert config_lib.load_config(metadata["config"]).model_config.model_class == "DSSM"
+    # ... predicting exactly what the last checkpoint's weights predict.
+    columns = _eval_columns(data, cfg)
+    served = loaded.predict(columns)
+    direct = _predict_logits(_restored_model(cfg, model_dir), columns)
+    np.testing.assert_allclose(served["logits"], direct, rtol=1e-5, atol=1e-5)
+
+
+def test_kd_pulls_the_student_towards_the_teacher(data, tmp_path):
+    """Same init, same batches: with the kd block the student's logits track the soft label."""
+    runs = {}
+    for name, path in (("kd", data.student_config), ("nokd", data.student_config)):
+        cfg = _config(path)
+        if name == "nokd":
+            del cfg.model_config.kd[:]
+        tf.keras.utils.set_random_seed(0)
+        runs[name] = training.train(cfg, model_dir=str(tmp_path / name), num_steps=STEPS)
+    cfg = _config(data.student_config)
+    columns = _eval_columns(data, cfg)
+    teacher = columns["kd_soft"]
+    logits = {name: exported.load_exported(r.export_dir).predict(columns)["logits"]
+              for name, r in runs.items()}
+    assert np.abs(logits["kd"] - logits["nokd"]).mean() > 0.05
+    corr = {name: np.corrcoef(value, teacher)[0, 1] for name, value in logits.items()}
+    assert corr["kd"] > corr["nokd"] + 0.05, corr
+    assert "kd_loss_logits_kd_soft" not in runs["nokd"].metrics
+
+
+def test_a_restarted_job_continues_from_the_last_checkpoint(data, tmp_path):
+    cfg = _config(data.student_config, save_checkpoints_steps=40)
+    model_dir = str(tmp_path / "student")
+    first = training.train(cfg, model_dir=model_dir, num_steps=100)
+    assert first.steps == 100
+    checkpoints = tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in checkpoints] == ["ckpt-40", "ckpt-80", "ckpt-100"]
+    logged_before = set(_events(model_dir)["loss/loss"])
+
+    second = training.train(cfg, model_dir=model_dir, num_steps=160)
+    assert second.steps == 160
+    losses = _events(model_dir)["loss/loss"]
+    logged_after = set(losses) - logged_before
+    # Restored weights, not a fresh model: the loss goes on from where the first job ended.
+    assert losses[120] < losses[20]
+    # The second job ran steps 101..160 only (logged every 20), not 1..160.
+    assert logged_after == {120, 140, 160}
+    assert os.path.basename(tf.train.latest_checkpoint(model_dir)) == "ckpt-160"
+
+
+def test_warm_start_begins_from_the_previous_export(data, tmp_path):
+    cfg = _config(data.student_config)
+    yesterday = training.train(cfg, model_dir=str(tmp_path / "day1"), num_steps=STEPS)
+    frozen = _config(data.student_config)
+    frozen.train_config.optimizer_config[0].adam_optimizer.learning_rate \
+        .constant_learning_rate.learning_rate = 1e-9
+    today = training.train(frozen, model_dir=str(tmp_path / "day2"), num_steps=2,
+                           warm_start=yesterday.export_dir)
+    columns = _eval_columns(data, cfg)
+    before = exported.load_exported(yesterday.export_dir).predict(columns)["logits"]
+    after = exported.load_exported(today.export_dir).predict(columns)["logits"]
+    # BatchNorm statistics keep moving in training steps, so allow a little drift.
+    np.testing.assert_allclose(after, before, atol=0.05)
+    fresh = training.train(frozen, model_dir=str(tmp_path / "fresh"), num_steps=2)
+    assert np.abs(exported.load_exported(fresh.export_dir).predict(columns)["logits"]
+                  - before).mean() > 0.1
+
+
+def test_teacher_dcn_trains_on_all_features_including_the_privileged_one(data, tmp_path):
+    cfg = _config(data.teacher_config)
+    result = training.train(cfg, model_dir=str(tmp_path / "teacher"), num_steps=STEPS)
+    loaded = exported.load_exported(result.export_dir)
+    assert "position" in loaded.inputs and "clk" not in loaded.inputs
+    assert result.metrics["eval_auc"] > 0.6
+
+
+def _multi_task_config(data, tmp_path):
+    """The DCN teacher with ctr/cvr towers and a kd block per tower."""
+    teacher = config_lib.load_config(data.teacher_config)
+    names = [field.input_name for field in teacher.data_config.input_fields]
+    out = tmp_path / "multi"
+    out.mkdir()
+    frame = _read(data.train_path, names)
+    frame["cvr"] = ((frame["clk"] == 1) & (frame["price"] < 100)).astype(int)
+    frame["kd_ctr"] = _soft_logit(frame)
+    frame["kd_cvr"] = -frame["price"] / 50.0
+    frame.to_csv(out / "train.csv", header=False, index=False)
+    text = config_lib.to_text(teacher)
+    cfg = config_lib.load_config(text)
+    cfg.train_input_path = str(out / "train.csv")
+    cfg.ClearField("eval_input_path")
+    for name, kind in (("cvr", "INT32"), ("kd_ctr", "DOUBLE"), ("kd_cvr", "DOUBLE")):
+        cfg.data_config.input_fields.add(input_name=name,
+                                         input_type=cfg.data_config.FieldType.Value(kind))
+    cfg.data_config.label_fields[:] = ["clk", "cvr", "kd_ctr", "kd_cvr"]
+    model = cfg.model_config
+    model.task_towers.add(tower_name="ctr", label_name="clk")
+    model.task_towers.add(tower_name="cvr", label_name="cvr", weight=0.5)
+    model.kd.add(pred_name="logits_ctr", soft_label_name="kd_ctr")
+    model.kd.add(pred_name="logits_cvr", soft_label_name="kd_cvr", loss_weight=0.5)
+    return config_lib.load_config(config_lib.to_text(cfg))
+
+
+def test_multi_task_teacher_with_two_kd_blocks_logs_each_loss(data, tmp_path):
+    cfg = _multi_task_config(data, tmp_path)
+    cfg.data_config.batch_size = 32
+    cfg.train_config.log_step_count_steps = 20
+    model_dir = str(tmp_path / "model")
+    result = training.train(cfg, model_dir=model_dir, num_steps=120)
+    for name in ("hard_loss_clk", "hard_loss_cvr", "kd_loss_logits_ctr_kd_ctr",
+                 "kd_loss_logits_cvr_kd_cvr"):
+        assert name in result.metrics
+    m = result.metrics
+    assert m["loss"] == pytest.approx(
+        m["hard_loss_clk"] + 0.5 * m["hard_loss_cvr"] + m["kd_loss_logits_ctr_kd_ctr"]
+        + m["kd_loss_logits_cvr_kd_cvr"] + m["regularization"], rel=1e-4)
+    kd = _events(model_dir)["loss/kd_loss_logits_cvr_kd_cvr"]
+    assert kd[120] < kd[20]
+    assert {"logits_ctr", "logits_cvr"} <= set(exported.load_exported(result.export_dir).outputs)
+
+
+def test_bad_soft_labels_fail_before_any_step(data, tmp_path):
+    cfg = _config(data.student_config)
+    names = [field.input_name for field in cfg.data_config.input_fields]
+    frame = _read(glob.glob(os.path.join(data.out_dir, "soft_labels", "train", "*.csv"))[0], names)
+    frame.loc[7, "kd_soft"] = float("nan")
+    frame.to_csv(tmp_path / "bad.csv", header=False, index=False, na_rep="nan")
+    model_dir = tmp_path / "model"
+    with pytest.raises(ValueError, match=r"bad\.csv: soft label column 'kd_soft'.*row 7"):
+        training.train(cfg, train_uri=str(tmp_path / "bad.csv"), model_dir=str(model_dir),
+                       num_steps=10)
+    assert not glob.glob(str(model_dir / "ckpt-*"))
+
+
+@pytest.mark.xfail(reason="recdistill.features.FeatureEncoder mixes float16 and float32 under "
+                          "the mixed_float16 policy (features.py, not training)", strict=False)
+def test_mixed_precision_trains_and_exports_float32_outputs(data, tmp_path):
+    import keras
+
+    cfg = _config(data.student_config)
+    result = training.train(cfg, model_dir=str(tmp_path / "mp"), num_steps=20,
+                            mixed_precision=True)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    out = exported.load_exported(result.export_dir).predict(_eval_columns(data, cfg))
+    assert out["logits"].dtype == np.float32 and np.isfinite(out["logits"]).all()
