@@ -423,7 +423,7 @@ def generate_sample(rows: int = 25_000, *, eval_fraction: float = 0.2,
     * a position bias, -0.35 per slot over 10 slots, where the slot was chosen by a previous
       ranker that favours affine items: the privileged feature, seen by the teacher only.
 
-    Sizes scale with ``rows`` (one user per 25 rows, one item per 50), and about 20% of rows are
+    Sizes scale with ``rows`` (one user per 50 rows, one item per 100), and about 20% of rows are
     clicks.
 
     Args:
@@ -442,7 +442,7 @@ def generate_sample(rows: int = 25_000, *, eval_fraction: float = 0.2,
     if not 0.0 < eval_fraction < 1.0:
         raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction}. Use e.g. 0.2.")
     rng = np.random.default_rng(seed)
-    n_users, n_items = max(10, rows // 25), max(10, rows // 50)
+    n_users, n_items = max(10, rows // 50), max(10, rows // 100)
 
     # Users.
     age = rng.integers(16, 71, n_users).astype(np.float64)
