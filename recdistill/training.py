@@ -232,7 +232,7 @@ class _KerasTrainer:
         elif warm_start:
             _restore_warm_start(model, warm_start)
 
-        step_fn = _make_step(tf, strategy, model, optimizer, task, self.mixed_precision)
+        step_fn = make_train_step(tf, strategy, model, optimizer, task, self.mixed_precision)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         loop = _Loop(tf, self.model_dir, train_config, start=int(global_step.numpy()),
                      total=steps)
@@ -265,8 +265,21 @@ class _KerasTrainer:
                            metrics={**train_metrics, **eval_metrics})
 
 
-def _make_step(tf, strategy, model, optimizer, task, mixed_precision):
-    """The compiled training step: next batch -> loss components, examples in the batch."""
+def make_train_step(tf, strategy, model, optimizer, task, mixed_precision):
+    """The compiled training step :func:`train` runs (also timed by bench/kd_overhead.py).
+
+    Args:
+      tf: the tensorflow module (imported lazily by callers).
+      strategy: the ``tf.distribute`` strategy the model and optimizer were built under.
+      model: a built Keras model from ``build_model``.
+      optimizer: from :func:`build_optimizer`, built on ``model.trainable_variables``.
+      task: the ``KdTask`` giving the loss components.
+      mixed_precision: scale the loss for a ``LossScaleOptimizer``.
+
+    Returns:
+      A ``tf.function`` taking a (distributed) dataset iterator and returning
+      ``(loss components averaged over replicas, examples in the global batch)``.
+    """
     replicas = strategy.num_replicas_in_sync
 
     def replica_step(features, labels):
