@@ -207,3 +207,14 @@ def test_no_matching_files_is_file_not_found(data, tmp_path):
     with pytest.raises(FileNotFoundError):
         datasets.make_dataset(str(tmp_path / "nothing-*.csv"), cfg, columns=FEATURES,
                               labels=LABELS, batch_size=4, shuffle=False, num_epochs=1)
+
+
+def test_gs_shards_are_staged_and_read_like_local_ones(data, gcs_bucket):
+    from recdistill.data import filesystems
+
+    cfg, shards, columns = data
+    filesystems.copy_tree(shards, f"{gcs_bucket}/shards")
+    features, labels = _collect(datasets.make_dataset(
+        f"{gcs_bucket}/shards/part-*.csv", cfg, columns=FEATURES, labels=LABELS, batch_size=9,
+        shuffle=False, num_epochs=1))
+    _check_values(features, labels, columns)
