@@ -284,3 +284,32 @@ def test_mixed_precision_trains_and_exports_float32_outputs(data, tmp_path):
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     out = exported.load_exported(result.export_dir).predict(_eval_columns(data, cfg))
     assert out["logits"].dtype == np.float32 and np.isfinite(out["logits"]).all()
+
+
+def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
+    """The multi-replica path (loss / replicas, reduced components) on two logical CPUs.
+
+    Runs in a subprocess because logical devices must be set before TensorFlow starts, and
+    swaps only the device choice (``_strategy`` picks MirroredStrategy only for several GPUs).
+    """
+    script = (
+        "import sys, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from recdistill import config as config_lib, training\n"
+        "training._strategy = lambda: tf.distribute.MirroredStrategy(\n"
+        "    ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())\n"
+        "cfg = config_lib.load_config(sys.argv[1])\n"
+        "cfg.data_config.batch_size = 16\n"
+        "cfg.train_config.save_checkpoints_steps = 20\n"
+        "first = training.train(cfg, model_dir=sys.argv[2], num_steps=30)\n"
+        "second = training.train(cfg, model_dir=sys.argv[2], num_steps=40)\n"
+        "print(first.steps, second.steps, second.metrics['loss'])\n")
+    out = subprocess.run([sys.executable, "-c", script, data.student_config,
+                          str(tmp_path / "mirrored")], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first, second, loss = out.stdout.split()[-3:]
+    assert (first, second) == ("30", "40") and np.isfinite(float(loss))
+    metadata = exported.read_metadata(os.path.join(tmp_path, "mirrored", "export"))
+    assert metadata["training_metrics"]["steps"] == 40
