@@ -25,6 +25,7 @@ This module imports nothing from recdistill but the file layer (lazily, to read 
 import dataclasses
 import logging
 import math
+import re
 from typing import Mapping, NamedTuple
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ RULES = {
     "min_auc_gain": _Rule("auc", BASELINE, "min"),
     "min_gauc_gain": _Rule("gauc", BASELINE, "min"),
 }
+
+#: Inline thresholds rather than a file name: JSON, or YAML starting with ``key: ``.
+_INLINE = re.compile(r"^\s*(\{|[A-Za-z_]+\s*:\s)")
 
 NO_THRESHOLDS = ("no thresholds configured, so the model is not blessed (recdistill never "
                  "blesses silently). Pass a thresholds file, e.g. 'min_auc: 0.7'.")
@@ -123,8 +127,8 @@ def load_thresholds(source) -> dict:
     """Reads thresholds from a YAML/JSON file (local or gs://), inline JSON, a mapping or None.
 
     Args:
-      source: a file URI; text starting with ``{`` (inline JSON, e.g. a pipeline parameter);
-        a mapping; or None.
+      source: a file URI; inline JSON or YAML text (starts with ``{`` or with ``key:``, e.g. a
+        pipeline parameter ``'min_auc: 0.7'``); a mapping; or None.
 
     Returns:
       ``{key: float}``; empty when ``source`` is None or the file is empty.
@@ -137,7 +141,7 @@ def load_thresholds(source) -> dict:
         return parse_thresholds(source)
     import yaml
 
-    if source.lstrip().startswith("{"):
+    if _INLINE.match(source):
         name, text = "inline thresholds", source
     else:
         from recdistill.data import filesystems

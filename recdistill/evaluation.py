@@ -265,8 +265,10 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
         "examples": int(labels.shape[0]), "top_k": top_k,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "data_uri": data_uri, "models": per_model, "teacher_student": agreement,
-        "kd_gain": _gain(per_model[STUDENT], per_model[BASELINE]) if BASELINE in per_model else None,
-        "thresholds": threshold_values, "blessing": verdict.to_dict(), BLESSED_KEY: verdict.blessed,
+        "kd_gain": (_gain(per_model[STUDENT], per_model[BASELINE])
+                    if BASELINE in per_model else None),
+        "thresholds": threshold_values, "blessing": verdict.to_dict(),
+        BLESSED_KEY: verdict.blessed,
     }
     page = report_lib.render_report(labels, probs, result)
     with filesystems.atomic_dir(out_dir) as staging:
@@ -277,7 +279,8 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
     logger.info("wrote %s and %s to %s: blessed=%s", METRICS_FILE, REPORT_FILE, out_dir,
                 verdict.blessed)
     return EvalResult(
-        blessed=verdict.blessed, reasons=list(verdict.reasons), metrics=result, scalars=_scalars(result),
+        blessed=verdict.blessed, reasons=list(verdict.reasons), metrics=result,
+        scalars=_scalars(result),
         roc=metrics_lib.roc_points(labels, probs[STUDENT]),
         confusion_matrix=metrics_lib.confusion_matrix(labels, probs[STUDENT], CONFUSION_THRESHOLD),
         out_dir=out_dir, metrics_uri=filesystems.join(out_dir, METRICS_FILE),

@@ -220,7 +220,7 @@ def _verify(source: exported.ExportedModel, pushed_uri: str) -> None:
     logger.info("verified %s: same outputs as the source on %d rows", pushed_uri, _PROBE_ROWS)
 
 
-def _verdict(evaluation_dir: str | None, force: bool) -> tuple:
+def _verdict(evaluation_dir: str | None) -> tuple:
     """(blessed, student metrics, reason) from the evaluation, refusing without one."""
     if evaluation_dir is None:
         return None, {}, "no evaluation was given, so the model is not blessed"
@@ -235,7 +235,8 @@ def _remove_leftovers(destination: str, version: int, keep: int | None) -> list:
     """Deletes killed pushes' leftovers and, with ``keep``, complete versions beyond the last N."""
     for name in _children(destination):
         staging = _STAGING.match(name)
-        partial = name.isdigit() and int(name) < version and not _is_complete(destination, int(name))
+        partial = (name.isdigit() and int(name) < version
+                   and not _is_complete(destination, int(name)))
         if staging or partial:
             logger.warning("removing %s/%s, left by an interrupted push", destination, name)
             filesystems.delete_tree(filesystems.join(destination, name))
@@ -277,7 +278,7 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         raise ValueError(f"keep must be >= 1 (versions to keep), got {keep}.")
     source = exported.load_exported(model_uri)
     source_uri = source.uri
-    blessed, student_metrics, reason = _verdict(evaluation_dir, force)
+    blessed, student_metrics, reason = _verdict(evaluation_dir)
     if not blessed and not force:
         logger.warning("not pushing %s: %s. Pass force=True (--force) to push anyway.",
                        source_uri, reason)

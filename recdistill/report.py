@@ -128,7 +128,8 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
         parts.append(_table(["check", "threshold", "observed", "status"],
                             [[c["name"], c["threshold"], c["observed"], c["status"]]
                              for c in blessing["checks"]]))
-    rows = [[name] + [m.get(key) for key, _ in TABLE_COLUMNS] for name, m in result["models"].items()]
+    rows = [[name] + [m.get(key) for key, _ in TABLE_COLUMNS]
+            for name, m in result["models"].items()]
     parts.append(_section("Metrics", _table(["model"] + [h for _, h in TABLE_COLUMNS], rows)))
     agreement = result.get("teacher_student")
     if agreement:
@@ -143,7 +144,7 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
         parts.append(_section("Gain over the baseline (student without kd)", _table(
             ["AUC gain", "GAUC gain", "logloss reduction"],
             [[gain["auc"], gain["gauc"], gain["logloss_reduction"]]])))
-    distributions = {k: probs_by_model[k] for k in ("teacher", "student") if k in probs_by_model}
+    distributions = {k: probs_by_model[k] for k in ("student", "teacher") if k in probs_by_model}
     parts.append(_section("Plots", roc_plot(labels, probs_by_model)
                           + calibration_plot(labels, probs_by_model)
                           + distribution_plot(distributions)))

@@ -88,7 +88,9 @@ def test_missing_thresholds_file(tmp_path):
         blessing.load_thresholds(str(tmp_path / "nope.yaml"))
 
 
-def test_inline_json_thresholds_as_a_pipeline_parameter_passes_them():
+def test_inline_json_or_yaml_thresholds_as_a_pipeline_parameter():
     assert blessing.load_thresholds('{"min_auc": 0.6}') == {"min_auc": 0.6}
+    assert blessing.load_thresholds("min_auc: 0.6\nmax_auc_drop: 0.01") == {
+        "min_auc": 0.6, "max_auc_drop": 0.01}
     with pytest.raises(ValueError, match="inline thresholds: unknown threshold 'auc'"):
         blessing.load_thresholds('{"auc": 0.6}')

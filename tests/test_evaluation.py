@@ -62,7 +62,8 @@ def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("toy")
     table = toy_models.make_table()
     data = toy_models.write_csv(root / "eval" / "part-00000.csv", table)
-    models = {role: toy_models.save_linear(root / role, wx, wz) for role, (wx, wz) in WEIGHTS.items()}
+    models = {role: toy_models.save_linear(root / role, wx, wz)
+              for role, (wx, wz) in WEIGHTS.items()}
     probs = {role: toy_models.linear_probs(table, wx, wz) for role, (wx, wz) in WEIGHTS.items()}
     return {"root": root, "table": table, "data": data, "models": models, "probs": probs,
             "config": load_config(toy_models.config_text())}

@@ -26,7 +26,9 @@ data_config {
   label_fields: "clk"
   input_type: CSVInput
 }
-feature_configs { input_names: "user_id" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 10 }
+feature_configs {
+  input_names: "user_id" feature_type: IdFeature embedding_dim: 4 hash_bucket_size: 10
+}
 feature_configs { input_names: "x" feature_type: RawFeature }
 feature_configs { input_names: "z" feature_type: RawFeature }
 model_config {
