@@ -220,12 +220,25 @@ def _verify(source: exported.ExportedModel, pushed_uri: str) -> None:
     logger.info("verified %s: same outputs as the source on %d rows", pushed_uri, _PROBE_ROWS)
 
 
-def _verdict(evaluation_dir: str | None) -> tuple:
-    """(blessed, student metrics, reason) from the evaluation, refusing without one."""
+def _same_location(a: str, b: str) -> bool:
+    if filesystems.is_remote(a) or filesystems.is_remote(b):
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _verdict(evaluation_dir: str | None, source_uri: str) -> tuple:
+    """(blessed, student metrics, reason) from the evaluation of ``source_uri``.
+
+    No evaluation, or an evaluation of another model, counts as not blessed.
+    """
     if evaluation_dir is None:
         return None, {}, "no evaluation was given, so the model is not blessed"
     result = evaluation.read_evaluation(evaluation_dir)
     student = result.get("models", {}).get(evaluation.STUDENT, {})
+    evaluated = student.get("uri")
+    if evaluated and not _same_location(evaluated, source_uri):
+        return False, student, (f"{evaluation_dir} evaluated {evaluated}, not {source_uri}; "
+                                "evaluate this model and pass that evaluation")
     reasons = "; ".join(result.get("blessing", {}).get("reasons", []))
     word = "blessed" if result[evaluation.BLESSED_KEY] else "not blessed"
     return result[evaluation.BLESSED_KEY], student, f"the evaluation says {word}: {reasons}"
@@ -278,7 +291,7 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         raise ValueError(f"keep must be >= 1 (versions to keep), got {keep}.")
     source = exported.load_exported(model_uri)
     source_uri = source.uri
-    blessed, student_metrics, reason = _verdict(evaluation_dir)
+    blessed, student_metrics, reason = _verdict(evaluation_dir, source_uri)
     if not blessed and not force:
         logger.warning("not pushing %s: %s. Pass force=True (--force) to push anyway.",
                        source_uri, reason)

@@ -99,6 +99,23 @@ def test_no_evaluation_is_refused_unless_forced(toy, tmp_path):
     assert json.loads(open(os.path.join(dest, "1", push.PUSH_METADATA_FILE)).read())["forced"]
 
 
+def test_evaluation_of_another_model_is_refused(toy, tmp_path):
+    other = toy_models.save_linear(tmp_path / "other", 0.5)
+    dest = tmp_path / "serving"
+    result = push.push_model(other, str(dest), evaluation_dir=toy["blessed"])
+    assert result.pushed is False and "evaluated" in result.reason
+    assert not dest.exists()
+
+
+def test_a_copy_that_predicts_differently_is_caught(toy, tmp_path):
+    # What _verify guards against: the pushed files not being the model that was evaluated.
+    source = exported.load_exported(toy["model"])
+    other = toy_models.save_linear(tmp_path / "other", 0.5)
+    with pytest.raises(RuntimeError, match="predicts 'logits' differently"):
+        push._verify(source, exported.export_dir(other))
+    push._verify(source, exported.export_dir(toy["model"]))  # the same model passes
+
+
 def test_champion_pointer_that_is_broken_falls_back_to_the_latest_version(toy, tmp_path):
     dest = str(tmp_path / "serving")
     assert push.champion_from(dest) is None
