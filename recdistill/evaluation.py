@@ -9,7 +9,8 @@ It returns an :class:`EvalResult` holding everything a KFP component copies into
 
 metrics.json layout::
 
-    {"label_field": "clk", "prediction": "probs", "uid_field": "user_id" | null,
+    {"label_field": "clk", "prediction": "probs", "teacher_prediction": "probs",
+     "uid_field": "user_id" | null,
      "gauc_reduction": "mean", "examples": 2000, "top_k": 10, "created_at": "...Z",
      "models": {"student": {"uri", "auc", "gauc", "gauc_users", "logloss", "calibration",
                             "mean_prediction", "positive_rate", "examples"},
@@ -93,7 +94,8 @@ class EvalResult:
 @dataclasses.dataclass(frozen=True)
 class _Target:
     label_field: str
-    prediction: str  # the probability output read from every model
+    prediction: str  # the probability output read from the student, champion and baseline
+    teacher_prediction: str  # the teacher's output for the same target (kd teacher_pred_name)
     uid_field: str | None
     reduction: str
 
@@ -102,7 +104,9 @@ def _target(cfg) -> _Target:
     """Which label and prediction to evaluate, and how GAUC groups rows, from the config.
 
     The first task tower's label (output ``probs_<tower_name>``) when the model has towers,
-    else the first label field that is not a kd soft label (output ``probs``).
+    else the first label field that is not a kd soft label (output ``probs``). The teacher is
+    read through the first kd block's ``teacher_pred_name`` when set (a multi-task teacher
+    distilled into a single-task student), else like the student.
     """
     if cfg.model_config.task_towers:
         tower = cfg.model_config.task_towers[0]
@@ -114,6 +118,8 @@ def _target(cfg) -> _Target:
             raise ValueError("data_config.label_fields has no hard label (every label field is "
                              f"a kd soft_label_name: {sorted(soft)}). Add the click label.")
         label, prediction = hard[0], "probs"
+    kd = cfg.model_config.kd
+    teacher_prediction = kd[0].teacher_pred_name if kd and kd[0].teacher_pred_name else prediction
     uid_field, reduction = None, "mean"
     for metric in cfg.eval_config.metrics_set:
         if metric.WhichOneof("metric") == "gauc":
@@ -124,32 +130,44 @@ def _target(cfg) -> _Target:
             if reduction not in metrics_lib.REDUCTIONS:
                 raise ValueError(f"eval_config.metrics_set.gauc.reduction must be one of "
                                  f"{list(metrics_lib.REDUCTIONS)}, got {reduction!r}.")
-    return _Target(label, prediction, uid_field, reduction)
+    return _Target(label, prediction, teacher_prediction, uid_field, reduction)
+
+
+def _output_names(prediction: str) -> tuple:
+    """``prediction`` and its twin (``probs_x`` <-> ``logits_x``), the probability first."""
+    for kind, twin in (("probs", "logits"), ("logits", "probs")):
+        if prediction.startswith(kind):
+            pair = (prediction, twin + prediction[len(kind):])
+            return pair if kind == "probs" else pair[::-1]
+    return (prediction,)
 
 
 def _probabilities(model: exported.ExportedModel, columns: Mapping, prediction: str,
                    role: str) -> np.ndarray:
-    """Runs ``model`` over the table in batches; returns its probabilities as float64 [n]."""
-    logits_name = prediction.replace("probs", "logits", 1)
-    if prediction not in model.outputs and logits_name not in model.outputs:
+    """Runs ``model`` over the table in batches; returns its probabilities as float64 [n].
+
+    Reads the probability output when the model has it, else the sigmoid of its logits.
+    """
+    names = _output_names(prediction)
+    name = next((n for n in names if n in model.outputs), None)
+    if name is None:
         raise ValueError(f"{model.uri} ({role}): serving_default has outputs {model.outputs} but "
-                         f"neither {prediction!r} nor {logits_name!r}. Evaluate a model trained "
-                         "for this config's label.")
+                         f"none of {list(names)}. Evaluate a model trained for this config's "
+                         "label (or set kd.teacher_pred_name for a teacher with other heads).")
     rows = len(next(iter(columns.values())))
     chunks = []
     for start in range(0, rows, PREDICT_BATCH_SIZE):
-        batch = {name: values[start:start + PREDICT_BATCH_SIZE] for name, values in columns.items()}
-        out = model.predict(batch)
-        if prediction in out:
-            chunks.append(np.asarray(out[prediction], dtype=np.float64))
-        else:
-            chunks.append(1.0 / (1.0 + np.exp(-np.asarray(out[logits_name], dtype=np.float64))))
-    probs = np.concatenate(chunks) if chunks else np.zeros(0)
-    if probs.ndim > 1 and probs.shape[1:] != (1,):
-        raise ValueError(f"{model.uri} ({role}): output {prediction!r} has shape {probs.shape}; "
+        batch = {key: values[start:start + PREDICT_BATCH_SIZE] for key, values in columns.items()}
+        chunks.append(np.asarray(model.predict(batch)[name], dtype=np.float64))
+    values = np.concatenate(chunks) if chunks else np.zeros(0)
+    if values.ndim > 1 and values.shape[1:] != (1,):
+        raise ValueError(f"{model.uri} ({role}): output {name!r} has shape {values.shape}; "
                          "evaluation needs one probability per row.")
-    logger.info("scored %d rows with the %s (%s)", rows, role, model.uri)
-    return probs.reshape(-1)
+    values = values.reshape(-1)
+    if name.startswith("logits"):
+        values = 1.0 / (1.0 + np.exp(-values))
+    logger.info("scored %d rows with the %s (%s, output %s)", rows, role, model.uri, name)
+    return values
 
 
 def _read_columns(data_uri: str, cfg, target: _Target, models: Mapping) -> dict:
@@ -243,7 +261,8 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
     columns = _read_columns(data_uri, cfg, target, models)
     labels = columns[target.label_field]
     user_ids = columns[target.uid_field] if target.uid_field else None
-    probs = {role: _probabilities(model, columns, target.prediction, role)
+    probs = {role: _probabilities(model, columns, target.teacher_prediction
+                                  if role == TEACHER else target.prediction, role)
              for role, model in models.items()}
 
     per_model = {}
@@ -261,6 +280,7 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
     verdict = blessing_lib.bless(per_model, threshold_values)
     result = {
         "label_field": target.label_field, "prediction": target.prediction,
+        "teacher_prediction": target.teacher_prediction,
         "uid_field": target.uid_field, "gauc_reduction": target.reduction,
         "examples": int(labels.shape[0]), "top_k": top_k,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),

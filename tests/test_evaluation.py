@@ -191,6 +191,25 @@ def test_gauc_reduction_comes_from_the_config(toy, tmp_path):
     assert result.metrics["models"]["student"]["gauc"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_teacher_with_other_heads_is_read_through_teacher_pred_name(toy, tmp_path):
+    table = dict(toy["table"], kd_soft=np.zeros(300))
+    data = toy_models.write_csv(tmp_path / "eval" / "part-0.csv", table,
+                                toy_models.COLUMNS + ("kd_soft",))
+    cfg = load_config(toy_models.config_text(teacher_pred_name="logits_ctr"))
+    wx, wz = WEIGHTS["teacher"]
+    teacher = toy_models.save_linear(tmp_path / "mtl_teacher", wx, wz, head="ctr",
+                                     with_probs=False)
+    result = evaluation.evaluate(toy["models"]["student"], data, cfg, teacher_uri=teacher,
+                                 out_dir=str(tmp_path / "out"))
+    y, p = toy["table"]["clk"], toy["probs"]["teacher"]
+    assert result.metrics["teacher_prediction"] == "logits_ctr"
+    assert result.metrics["models"]["teacher"]["auc"] == pytest.approx(pairwise_auc(y, p), abs=1e-4)
+    assert result.metrics["models"]["teacher"]["logloss"] == pytest.approx(
+        -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-5)
+    with pytest.raises(ValueError, match=r"none of \['probs', 'logits'\]"):
+        evaluation.evaluate(teacher, data, cfg, out_dir=str(tmp_path / "out2"))
+
+
 # ---------------------------------------------------------------- bad input
 
 

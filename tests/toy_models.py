@@ -23,6 +23,7 @@ data_config {
   input_fields { input_name: "user_id" input_type: STRING }
   input_fields { input_name: "x" input_type: FLOAT }
   input_fields { input_name: "z" input_type: FLOAT }
+  %(kd_field)s
   label_fields: "clk"
   input_type: CSVInput
 }
@@ -37,18 +38,32 @@ model_config {
   feature_groups { group_name: "item" feature_names: "x" feature_names: "z" }
   dssm { user_tower { id: "user" dnn { hidden_units: 4 } }
          item_tower { id: "item" dnn { hidden_units: 4 } } }
+  %(kd_block)s
 }
 """
+KD_FIELD = 'input_fields { input_name: "kd_soft" input_type: DOUBLE } label_fields: "kd_soft"'
+KD_BLOCK = ('kd { pred_name: "logits" soft_label_name: "kd_soft" teacher_pred_name: "%s" '
+            'loss_type: CROSS_ENTROPY_LOSS }')
+COLUMNS = ("clk", "user_id", "x", "z")
 
 
-def config_text(reduction: str = "mean") -> str:
-    """The eval config of the toy table: label clk, GAUC grouped by user_id."""
-    return EVAL_CONFIG % {"reduction": reduction}
+def config_text(reduction: str = "mean", teacher_pred_name: str | None = None) -> str:
+    """The eval config of the toy table: label clk, GAUC grouped by user_id.
+
+    Args:
+      teacher_pred_name: adds a kd block reading this teacher output, and the soft-label
+        column ``kd_soft`` after ``z``.
+    """
+    kd = teacher_pred_name is not None
+    return EVAL_CONFIG % {"reduction": reduction, "kd_field": KD_FIELD if kd else "",
+                          "kd_block": KD_BLOCK % teacher_pred_name if kd else ""}
 
 
 class _Linear(tf.Module):
-    def __init__(self, wx: float, wz: float, b: float):
+    def __init__(self, wx: float, wz: float, b: float, head: str, with_probs: bool):
         super().__init__()
+        self.suffix = f"_{head}" if head else ""
+        self.with_probs = with_probs
         self.wx = tf.Variable(wx, dtype=tf.float32)
         self.wz = tf.Variable(wz, dtype=tf.float32)
         self.b = tf.Variable(b, dtype=tf.float32)
@@ -59,7 +74,10 @@ class _Linear(tf.Module):
     def serve(self, x, z, user_id):
         del user_id  # read so the signature has a string input, not used by the score
         logits = self.wx * x + self.wz * z + self.b
-        return {"logits": logits, "probs": tf.sigmoid(logits)}
+        outputs = {f"logits{self.suffix}": logits}
+        if self.with_probs:
+            outputs[f"probs{self.suffix}"] = tf.sigmoid(logits)
+        return outputs
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(self, examples):
@@ -71,17 +89,20 @@ class _Linear(tf.Module):
 
 
 def save_linear(path, wx: float, wz: float = 0.0, b: float = 0.0, *,
-                signature: str = exported.SERVING_SIGNATURE) -> str:
+                signature: str = exported.SERVING_SIGNATURE, head: str = "",
+                with_probs: bool = True) -> str:
     """Exports a linear toy model to ``path`` (a model_dir: the export goes to ``path/export``).
 
     Args:
       signature: the name the raw-column signature is saved under; anything but
         ``serving_default`` makes a model that breaks the contract.
+      head: a tower name; outputs become ``logits_<head>``/``probs_<head>``.
+      with_probs: False exports only the logits output.
 
     Returns:
       The model_dir.
     """
-    module = _Linear(wx, wz, b)
+    module = _Linear(wx, wz, b, head, with_probs)
     export = exported.export_dir(str(path))
     tf.saved_model.save(module, export, signatures={
         signature: module.serve.get_concrete_function(),
@@ -112,10 +133,10 @@ def make_table(users: int = 12, rows_per_user: int = 25, seed: int = 0) -> dict:
     return {"clk": clk, "user_id": user, "x": x, "z": z}
 
 
-def write_csv(path, table: dict) -> str:
-    """Writes the table as a header-less CSV in input_fields order (clk, user_id, x, z)."""
+def write_csv(path, table: dict, columns=COLUMNS) -> str:
+    """Writes the table as a header-less CSV in input_fields order."""
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)
     with open(path, "w") as f:
-        for row in zip(table["clk"], table["user_id"], table["x"], table["z"]):
+        for row in zip(*(table[c] for c in columns)):
             f.write(",".join(str(v) for v in row) + "\n")
     return str(path)
