@@ -196,35 +196,17 @@ class _KerasTrainer:
             keras.mixed_precision.set_global_policy(previous_policy)
 
     def _run(self, tf, train_uri, eval_uri, steps, warm_start) -> TrainResult:
-        from recdistill.models import build_model
         from recdistill.models.export import export_model
 
-        cfg, train_config = self.cfg, self.cfg.train_config
         strategy = _strategy()
-        replicas = strategy.num_replicas_in_sync
-        with strategy.scope():
-            model = build_model(cfg)
-            optimizer = build_optimizer(train_config, self.mixed_precision)
-            global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        task = kd_lib.KdTask(model.targets, cfg.model_config.kd)
-        label_names = list(dict.fromkeys(
-            [label for _, label, _ in model.targets] + config_lib.soft_label_fields(cfg)))
-        batch_size = cfg.data_config.batch_size * replicas
-        dataset = datasets.make_dataset(
-            train_uri, cfg, columns=model.input_columns, labels=label_names,
-            batch_size=batch_size, shuffle=cfg.data_config.shuffle,
-            num_epochs=cfg.data_config.num_epochs, seed=None)
-
-        with strategy.scope():
-            first_features, _ = next(iter(dataset.take(1)))
-            model(first_features, training=False)  # creates the variables
-            optimizer.build(model.trainable_variables)
+        model, optimizer, dataset = self._build(tf, strategy, train_uri)
+        global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         checkpoint = tf.train.Checkpoint(model=variables_by_path(model.variables),
                                          optimizer=variables_by_path(optimizer.variables),
                                          step=global_step)
         manager = tf.train.CheckpointManager(
-            checkpoint, self.model_dir, max_to_keep=train_config.keep_checkpoint_max or None,
-            checkpoint_name=CHECKPOINT_NAME)
+            checkpoint, self.model_dir, max_to_keep=self.cfg.train_config.keep_checkpoint_max
+            or None, checkpoint_name=CHECKPOINT_NAME)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
             logger.info("Resumed from %s at step %d", manager.latest_checkpoint,
@@ -232,8 +214,51 @@ class _KerasTrainer:
         elif warm_start:
             _restore_warm_start(model, warm_start)
 
+        task = kd_lib.KdTask(model.targets, self.cfg.model_config.kd)
         step_fn = make_train_step(tf, strategy, model, optimizer, task, self.mixed_precision)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        train_metrics = self._loop(tf, step_fn, iterator, manager, global_step, steps)
+
+        eval_metrics = _evaluate(tf, self.cfg, model, eval_uri) if eval_uri else {}
+        export_path = exported.export_dir(self.model_dir)
+        export_model(model, export_path, _metadata(self.cfg, model.targets, train_metrics,
+                                                   eval_metrics))
+        _write_warm_start(tf, model, export_path)
+        logger.info("Exported %s to %s", self.cfg.model_config.model_class, export_path)
+        return TrainResult(model_dir=self.model_dir, export_dir=export_path,
+                           steps=train_metrics["steps"], metrics={**train_metrics, **eval_metrics})
+
+    def _build(self, tf, strategy, train_uri):
+        """Model and optimizer with their variables created under ``strategy``, and the data.
+
+        The global batch is ``batch_size`` per replica, so each GPU sees the configured batch.
+        """
+        from recdistill.models import build_model
+
+        cfg = self.cfg
+        with strategy.scope():
+            model = build_model(cfg)
+            optimizer = build_optimizer(cfg.train_config, self.mixed_precision)
+        labels = list(dict.fromkeys(
+            [label for _, label, _ in model.targets] + config_lib.soft_label_fields(cfg)))
+        dataset = datasets.make_dataset(
+            train_uri, cfg, columns=model.input_columns, labels=labels,
+            batch_size=cfg.data_config.batch_size * strategy.num_replicas_in_sync,
+            shuffle=cfg.data_config.shuffle, num_epochs=cfg.data_config.num_epochs)
+        with strategy.scope():
+            first_features, _ = next(iter(dataset.take(1)))
+            model(first_features, training=False)  # creates the variables
+            optimizer.build(model.trainable_variables)
+        return model, optimizer, dataset
+
+    def _loop(self, tf, step_fn, iterator, manager, global_step, steps: int) -> dict:
+        """Runs steps until ``steps`` (or the data ends when it is 0), checkpointing every
+        ``save_checkpoints_steps`` and at the end; returns the training metrics.
+
+        The input position is not checkpointed: a resumed job starts reading its (shuffled)
+        data from the beginning, which for repeated, shuffled input only changes the order.
+        """
+        train_config = self.cfg.train_config
         loop = _Loop(tf, self.model_dir, train_config, start=int(global_step.numpy()),
                      total=steps)
         saved = loop.step if manager.latest_checkpoint else None
@@ -242,7 +267,7 @@ class _KerasTrainer:
                 parts, examples = step_fn(iterator)
             except tf.errors.OutOfRangeError:
                 logger.info("Training data exhausted after %d epoch(s) at step %d",
-                            cfg.data_config.num_epochs, loop.step)
+                            self.cfg.data_config.num_epochs, loop.step)
                 break
             loop.record(parts, examples)
             if loop.step % max(train_config.save_checkpoints_steps, 1) == 0:
@@ -252,17 +277,7 @@ class _KerasTrainer:
         if saved != loop.step:
             global_step.assign(loop.step)
             manager.save(checkpoint_number=loop.step)
-        train_metrics = loop.finish()
-
-        eval_metrics = {}
-        if eval_uri:
-            eval_metrics = _evaluate(tf, cfg, model, eval_uri)
-        export_path = exported.export_dir(self.model_dir)
-        export_model(model, export_path, _metadata(cfg, train_metrics, eval_metrics))
-        _write_warm_start(tf, model, export_path)
-        logger.info("Exported %s to %s", cfg.model_config.model_class, export_path)
-        return TrainResult(model_dir=self.model_dir, export_dir=export_path, steps=loop.step,
-                           metrics={**train_metrics, **eval_metrics})
+        return loop.finish()
 
 
 def make_train_step(tf, strategy, model, optimizer, task, mixed_precision):
@@ -461,9 +476,10 @@ def _classification(labels, probs, label: str, *, primary: bool, several: bool) 
     return out
 
 
-def _metadata(cfg, train_metrics: dict, eval_metrics: dict) -> dict:
+def _metadata(cfg, targets, train_metrics: dict, eval_metrics: dict) -> dict:
+    """The ``recdistill.json`` entries training owns (export adds inputs, outputs, versions)."""
     return {"config": config_lib.to_text(cfg), "training_metrics": train_metrics,
-            "eval_metrics": eval_metrics}
+            "eval_metrics": eval_metrics, "label_fields": [label for _, label, _ in targets]}
 
 
 # ---------------------------------------------------------------- GBDT
@@ -493,6 +509,7 @@ def _train_gbdt(cfg, train_uri, eval_uri, model_dir) -> TrainResult:
                                        label, primary=True, several=False)
         logger.info("Eval on %s: %s", eval_uri, eval_metrics)
     export_path = exported.export_dir(model_dir)
-    gbdt.export_gbdt(cfg, model, export_path, _metadata(cfg, train_metrics, eval_metrics))
+    gbdt.export_gbdt(cfg, model, export_path,
+                     _metadata(cfg, [(None, label, 1.0)], train_metrics, eval_metrics))
     return TrainResult(model_dir=model_dir, export_dir=export_path, steps=model.num_trees(),
                        metrics={**train_metrics, **eval_metrics})

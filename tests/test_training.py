@@ -313,3 +313,20 @@ def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
     assert (first, second) == ("30", "40") and np.isfinite(float(loss))
     metadata = exported.read_metadata(os.path.join(tmp_path, "mirrored", "export"))
     assert metadata["training_metrics"]["steps"] == 40
+
+
+def test_num_steps_zero_trains_for_num_epochs(data, tmp_path):
+    cfg = _config(data.student_config)
+    cfg.train_config.num_steps = 0
+    cfg.data_config.num_epochs = 2
+    result = training.train(cfg, model_dir=str(tmp_path / "epochs"))
+    rows = len(_columns(data, cfg, "train")["clk"])
+    # Epochs follow each other before batching, so only the run's last batch may be partial.
+    assert result.steps == -(-2 * rows // 32)
+
+
+def test_no_end_is_refused_before_reading_data(data, tmp_path):
+    cfg = _config(data.student_config)
+    cfg.train_config.num_steps = 0
+    with pytest.raises(ValueError, match="never end"):
+        training.train(cfg, model_dir=str(tmp_path / "endless"))

@@ -180,7 +180,7 @@ def export_gbdt(cfg, model, export_path: str, metadata: Mapping[str, object]) ->
         full = dict(metadata)
         full.update(custom_ops=list(CUSTOM_OPS), model_class="GBDT",
                     inputs={name: dtype.name for name, dtype in dtypes.items()},
-                    outputs=[LOGITS, PROBS], label_fields=[hard_label(cfg)])
+                    outputs=[LOGITS, PROBS])
         exported.write_metadata(local, full)
         with filesystems.atomic_dir(export_path) as staging:
             filesystems.copy_tree(local, staging)
