@@ -94,7 +94,8 @@ def train(config, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = 
         a warm start whose weights do not fit the model.
       FileNotFoundError: the training data or warm start does not exist.
     """
-    cfg = config if isinstance(config, pipeline_pb2.EasyRecConfig) else config_lib.load_config(config)
+    cfg = (config if isinstance(config, pipeline_pb2.EasyRecConfig)
+           else config_lib.load_config(config))
     train_uri = train_uri or cfg.train_input_path
     eval_uri = eval_uri or cfg.eval_input_path or None
     model_dir = model_dir or cfg.model_dir

@@ -115,6 +115,14 @@ def test_parquet_gives_the_same_values(data, tmp_path):
     _check_values(features, labels, columns)
 
 
+def _feature(value):
+    if isinstance(value, str):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    if isinstance(value, int):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+
 def test_tfrecord_gives_the_same_values(data, tmp_path):
     cfg, _, columns = data
     cfg = type(cfg).FromString(cfg.SerializeToString())
@@ -122,15 +130,9 @@ def test_tfrecord_gives_the_same_values(data, tmp_path):
     table = _typed_table(cfg, columns).to_pylist()
     with tf.io.TFRecordWriter(str(tmp_path / "part-0.tfrecord.gz"), "GZIP") as writer:
         for row in table:
-            feature = {}
-            for name, value in row.items():
-                if isinstance(value, str):
-                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-                elif isinstance(value, int):
-                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-                else:
-                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+            feature = {name: _feature(value) for name, value in row.items()}
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
     features, labels = _collect(datasets.make_dataset(
         str(tmp_path), cfg, columns=FEATURES, labels=LABELS, batch_size=8, shuffle=False,
         num_epochs=1))
@@ -139,12 +141,13 @@ def test_tfrecord_gives_the_same_values(data, tmp_path):
 
 def test_shuffled_epochs_hold_each_row_once_per_epoch(data):
     cfg, shards, columns = data
-    dataset = datasets.make_dataset(shards, cfg, columns=["user_id", "position"], labels=["kd_soft"],
-                                    batch_size=5, shuffle=True, num_epochs=2, seed=3)
-    features, labels = _collect(dataset)
-    expected = sorted(float(np.float32(v)) for v in columns["kd_soft"]) * 1
-    assert sorted(labels["kd_soft"].tolist()) == sorted(expected * 2)
-    assert labels["kd_soft"][:len(expected)].tolist() != [float(np.float32(v)) for v in columns["kd_soft"]]
+    dataset = datasets.make_dataset(shards, cfg, columns=["user_id", "position"],
+                                    labels=["kd_soft"], batch_size=5, shuffle=True,
+                                    num_epochs=2, seed=3)
+    _, labels = _collect(dataset)
+    in_file_order = [float(np.float32(v)) for v in columns["kd_soft"]]
+    assert sorted(labels["kd_soft"].tolist()) == sorted(in_file_order * 2)
+    assert labels["kd_soft"][:len(in_file_order)].tolist() != in_file_order
 
 
 def test_zero_epochs_repeat_forever(data):

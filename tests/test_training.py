@@ -295,7 +295,8 @@ def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
     script = (
         "import sys, tensorflow as tf\n"
         "cpu = tf.config.list_physical_devices('CPU')[0]\n"
-        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "tf.config.set_logical_device_configuration(\n"
+        "    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
         "from recdistill import config as config_lib, training\n"
         "training._strategy = lambda: tf.distribute.MirroredStrategy(\n"
         "    ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())\n"

@@ -132,7 +132,8 @@ def predict_probs(cfg, model, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 class _GbdtServing(tf.Module):
     """Wraps YDF's TF function so the SavedModel speaks recdistill's contract."""
 
-    def __init__(self, ydf_function, dtypes: Mapping[str, tf.DType], defaults: Mapping[str, object]):
+    def __init__(self, ydf_function, dtypes: Mapping[str, tf.DType],
+                 defaults: Mapping[str, object]):
         super().__init__()
         self.ydf_function = ydf_function
         self._dtypes = dict(dtypes)

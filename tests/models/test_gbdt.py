@@ -1,9 +1,9 @@
 """GBDT teacher: YDF training and the SavedModel export, loaded in a fresh process."""
 
-import json
 import os
 import subprocess
 import sys
+import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -50,26 +50,31 @@ def test_export_loads_in_a_fresh_process_and_predicts_like_ydf(sample_data, tmp_
     evaluation = _columns(cfg, sample_data.eval_path)
     expected = gbdt.predict_probs(cfg, model, evaluation)
     np.save(tmp_path / "columns.npy", evaluation, allow_pickle=True)
-    script = (
-        "import json, sys, numpy as np\n"
-        "import tensorflow as tf\n"
-        "from recdistill import exported\n"
-        "m = exported.load_exported(sys.argv[1])\n"
-        "cols = np.load(sys.argv[2], allow_pickle=True).item()\n"
-        "out = m.predict(cols)\n"
-        "np.save(sys.argv[3], np.stack([out['probs'], out['logits']]))\n"
-        "import pandas as pd\n"
-        "def example(i):\n"
-        "    f = {}\n"
-        "    for n, d in m.inputs.items():\n"
-        "        v = cols[n][i]\n"
-        "        if d == tf.string: f[n] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode()]))\n"
-        "        elif d == tf.int64: f[n] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))\n"
-        "        else: f[n] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))\n"
-        "    return tf.train.Example(features=tf.train.Features(feature=f)).SerializeToString()\n"
-        "ex = m._loaded.signatures['predict_examples'](examples=tf.constant([example(i) for i in range(20)]))\n"
-        "np.save(sys.argv[4], ex['probs'].numpy())\n"
-        "print(json.dumps(sorted(m.inputs)))\n")
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        from recdistill import exported
+
+        model = exported.load_exported(sys.argv[1])
+        columns = np.load(sys.argv[2], allow_pickle=True).item()
+        out = model.predict(columns)
+        np.save(sys.argv[3], np.stack([out["probs"], out["logits"]]))
+
+        def feature(value, dtype):
+            if dtype == tf.string:
+                return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+            if dtype == tf.int64:
+                return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+            return tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+
+        examples = [tf.train.Example(features=tf.train.Features(feature={
+            name: feature(columns[name][i], dtype) for name, dtype in model.inputs.items()
+        })).SerializeToString() for i in range(20)]
+        probs = model._loaded.signatures["predict_examples"](examples=tf.constant(examples))
+        np.save(sys.argv[4], probs["probs"].numpy())
+        print(" ".join(sorted(model.inputs)))
+        """)
     out = subprocess.run(
         [sys.executable, "-c", script, export, str(tmp_path / "columns.npy"),
          str(tmp_path / "out.npy"), str(tmp_path / "examples.npy")],
@@ -80,8 +85,7 @@ def test_export_loads_in_a_fresh_process_and_predicts_like_ydf(sample_data, tmp_
     np.testing.assert_allclose(logits, np.log(expected / (1 - expected)), atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "examples.npy"), expected[:20], atol=1e-6)
     # Every feature column, the privileged position included; no label.
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == sorted(
-        n for n in gbdt.input_columns(cfg))
+    assert out.stdout.strip().splitlines()[-1].split() == sorted(gbdt.input_columns(cfg))
     assert "position" in gbdt.input_columns(cfg) and "clk" not in gbdt.input_columns(cfg)
     assert exported.read_metadata(export)["custom_ops"] == ["ydf"]
 
