@@ -229,7 +229,8 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
 
     Args:
       model_uri: the candidate student (model_dir, export folder or pushed version; local/gs://).
-      data_uri: the eval table (file, folder or glob), read with ``config.data_config``.
+      data_uri: the raw eval table (file, folder or glob; no soft-label columns), read with
+        ``config.data_config`` minus the kd soft-label fields.
       config: the student's EasyRecConfig, or a path/text for ``load_config``. It names the
         label (first task tower's label_name, else the first non-soft label field) and, via
         ``eval_config.metrics_set { gauc { uid_field reduction } }``, the user-id field for GAUC
@@ -258,7 +259,9 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
             BASELINE: baseline_uri}
     models = {role: exported.load_exported(uri)
               for role, uri in uris.items() if uri}
-    columns = _read_columns(data_uri, cfg, target, models)
+    # The eval table is the raw one (soft labels are only generated for training), so it is
+    # read with the schema of the config without kd; evaluation never needs soft labels.
+    columns = _read_columns(data_uri, config_lib.without_kd(cfg), target, models)
     labels = columns[target.label_field]
     user_ids = columns[target.uid_field] if target.uid_field else None
     probs = {role: _probabilities(model, columns, target.teacher_prediction

@@ -191,10 +191,11 @@ def test_gauc_reduction_comes_from_the_config(toy, tmp_path):
     assert result.metrics["models"]["student"]["gauc"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_teacher_with_other_heads_is_read_through_teacher_pred_name(toy, tmp_path):
-    table = dict(toy["table"], kd_soft=np.zeros(300))
-    data = toy_models.write_csv(tmp_path / "eval" / "part-0.csv", table,
-                                toy_models.COLUMNS + ("kd_soft",))
+def test_kd_config_reads_the_raw_eval_table_and_the_teacher_via_teacher_pred_name(toy,
+                                                                                    tmp_path):
+    # The student's config declares the soft label kd_soft; the eval table (toy["data"]) is the
+    # raw one without it, as in the pipeline.
+    data = toy["data"]
     cfg = load_config(toy_models.config_text(teacher_pred_name="logits_ctr"))
     wx, wz = WEIGHTS["teacher"]
     teacher = toy_models.save_linear(tmp_path / "mtl_teacher", wx, wz, head="ctr",

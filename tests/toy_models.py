@@ -52,7 +52,7 @@ def config_text(reduction: str = "mean", teacher_pred_name: str | None = None) -
 
     Args:
       teacher_pred_name: adds a kd block reading this teacher output, and the soft-label
-        column ``kd_soft`` after ``z``.
+        field ``kd_soft`` (in training tables only; the eval table stays raw).
     """
     kd = teacher_pred_name is not None
     return EVAL_CONFIG % {"reduction": reduction, "kd_field": KD_FIELD if kd else "",
@@ -133,10 +133,10 @@ def make_table(users: int = 12, rows_per_user: int = 25, seed: int = 0) -> dict:
     return {"clk": clk, "user_id": user, "x": x, "z": z}
 
 
-def write_csv(path, table: dict, columns=COLUMNS) -> str:
-    """Writes the table as a header-less CSV in input_fields order."""
+def write_csv(path, table: dict) -> str:
+    """Writes the table as a header-less CSV in input_fields order (clk, user_id, x, z)."""
     os.makedirs(os.path.dirname(str(path)), exist_ok=True)
     with open(path, "w") as f:
-        for row in zip(*(table[c] for c in columns)):
+        for row in zip(*(table[c] for c in COLUMNS)):
             f.write(",".join(str(v) for v in row) + "\n")
     return str(path)
