@@ -466,8 +466,16 @@ def _evaluate(tf, cfg, model, eval_uri: str) -> dict:
 
 
 def _classification(labels, probs, label: str, *, primary: bool, several: bool) -> dict:
-    """``eval_auc`` / ``eval_logloss`` for the first target, suffixed copies per target."""
-    values = {"auc": metrics_lib.auc(labels, probs), "logloss": metrics_lib.logloss(labels, probs)}
+    """``eval_auc`` / ``eval_logloss`` for the first target, suffixed copies per target.
+
+    An eval split whose labels hold one class has no AUC; that is logged and the AUC left
+    out rather than failing a finished training run before its export.
+    """
+    values = {"logloss": metrics_lib.logloss(labels, probs)}
+    try:
+        values["auc"] = metrics_lib.auc(labels, probs)
+    except ValueError as error:
+        logger.warning("No eval AUC for %s: %s", label, error)
     out = {}
     for name, value in values.items():
         if primary:

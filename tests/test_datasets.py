@@ -221,3 +221,17 @@ def test_gs_shards_are_staged_and_read_like_local_ones(data, gcs_bucket):
         f"{gcs_bucket}/shards/part-*.csv", cfg, columns=FEATURES, labels=LABELS, batch_size=9,
         shuffle=False, num_epochs=1))
     _check_values(features, labels, columns)
+
+
+def test_csv_shards_with_different_headers_are_rejected(data, tmp_path):
+    cfg, _, columns = data
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    cfg.data_config.with_header = True
+    for index, names in enumerate((list(columns), list(reversed(list(columns))))):
+        with open(tmp_path / f"part-{index}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(names)
+            writer.writerows(zip(*(columns[n] for n in names)))
+    with pytest.raises(ValueError, match=r"part-1\.csv: header .* differs from .*part-0\.csv"):
+        datasets.make_dataset(str(tmp_path), cfg, columns=FEATURES, labels=LABELS,
+                              batch_size=4, shuffle=False, num_epochs=1)

@@ -239,11 +239,23 @@ class _CsvReader(_LineReader):
         if len(data_config.separator) != 1:
             raise ValueError(f"data_config.separator must be one character for CSV input, got "
                              f"{data_config.separator!r}.")
-        order = (_file_columns(files[0], config) if data_config.with_header
+        order = (self._header(files, config) if data_config.with_header
                  else [field.input_name for field in data_config.input_fields])
         wanted = set(columns) | set(labels)
         self._selected = [(index, name) for index, name in enumerate(order) if name in wanted]
         self._defaults = [self._record_default(name) for _, name in self._selected]
+
+    @staticmethod
+    def _header(files, config) -> list:
+        """The shared header of all shards (columns are selected by position)."""
+        headers = {path: _file_columns(path, config) for path in files
+                   if os.path.getsize(path) > 0}
+        first_path, first = next(iter(headers.items()), (files[0], []))
+        for path, header in headers.items():
+            if header != first:
+                raise ValueError(f"{path}: header {header} differs from {first_path}'s {first}. "
+                                 "Write every shard with the same columns in the same order.")
+        return first
 
     def _record_default(self, name: str):
         field = config_lib.input_field(self.config, name)
