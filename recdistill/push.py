@@ -244,13 +244,27 @@ def _verdict(evaluation_dir: str | None, source_uri: str) -> tuple:
     return result[evaluation.BLESSED_KEY], student, f"the evaluation says {word}: {reasons}"
 
 
+def _is_partial(destination: str, name: str, version: int) -> bool:
+    """Whether ``name`` is a gs:// version a killed push left: older, no marker, no model.
+
+    Versions with a saved_model.pb but no marker were not pushed by recdistill (or died right
+    before the marker); they are left alone, like any local folder without the marker.
+    """
+    if not (filesystems.is_remote(destination) and name.isdigit() and int(name) < version):
+        return False
+    folder = filesystems.join(destination, name)
+    return not (filesystems.exists(filesystems.join(folder, PUSH_METADATA_FILE))
+                or filesystems.exists(filesystems.join(folder, exported.SAVED_MODEL_FILE)))
+
+
 def _remove_leftovers(destination: str, version: int, keep: int | None) -> list:
-    """Deletes killed pushes' leftovers and, with ``keep``, complete versions beyond the last N."""
+    """Deletes killed pushes' leftovers and, with ``keep``, complete versions beyond the last N.
+
+    Only what recdistill wrote is deleted: its staging folders, its partial gs:// versions and
+    its complete versions; folders other tools put under ``destination`` stay.
+    """
     for name in _children(destination):
-        staging = _STAGING.match(name)
-        partial = (name.isdigit() and int(name) < version
-                   and not _is_complete(destination, int(name)))
-        if staging or partial:
+        if _STAGING.match(name) or _is_partial(destination, name, version):
             logger.warning("removing %s/%s, left by an interrupted push", destination, name)
             filesystems.delete_tree(filesystems.join(destination, name))
     if keep is None:

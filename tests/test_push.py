@@ -82,6 +82,17 @@ def test_versions_increase_and_keep_deletes_the_oldest_after_the_new_one(toy, tm
     assert_same_predictions(os.path.join(dest, "3"), toy["table"])
 
 
+def test_versions_other_tools_pushed_are_counted_but_never_deleted(toy, tmp_path):
+    dest = tmp_path / "serving"
+    foreign = dest / "7"
+    foreign.mkdir(parents=True)
+    (foreign / "saved_model.pb").write_bytes(b"someone else's model")
+    result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"], keep=1)
+    assert result.version == 8  # after the highest integer folder, complete or not
+    push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"], keep=1)
+    assert version_names(str(dest)) == ["7", "9"] and push.list_versions(str(dest)) == [9]
+
+
 def test_not_blessed_is_refused_and_nothing_is_written(toy, tmp_path):
     dest = tmp_path / "serving"
     result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["not_blessed"])
