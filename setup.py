@@ -35,6 +35,7 @@ setup(
         "scikit-learn>=1.5",
         "scipy>=1.13",
         "matplotlib>=3.9",
+        "PyYAML>=6",
     ],
     extras_require={
         "test": [
