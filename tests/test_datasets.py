@@ -235,3 +235,19 @@ def test_csv_shards_with_different_headers_are_rejected(data, tmp_path):
     with pytest.raises(ValueError, match=r"part-1\.csv: header .* differs from .*part-0\.csv"):
         datasets.make_dataset(str(tmp_path), cfg, columns=FEATURES, labels=LABELS,
                               batch_size=4, shuffle=False, num_epochs=1)
+
+
+def test_shuffled_parquet_epochs_hold_each_row_once_per_epoch(data, tmp_path):
+    cfg, _, columns = data
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    cfg.data_config.input_type = cfg.data_config.ParquetInput
+    cfg.data_config.shuffle_buffer_size = 16
+    table = _typed_table(cfg, columns)
+    pq.write_table(table.slice(0, 30), tmp_path / "part-0.parquet")
+    pq.write_table(table.slice(30), tmp_path / "part-1.parquet")
+    _, labels = _collect(datasets.make_dataset(
+        str(tmp_path), cfg, columns=FEATURES, labels=LABELS, batch_size=8, shuffle=True,
+        num_epochs=2, seed=5))
+    in_file_order = [float(np.float32(v)) for v in columns["kd_soft"]]
+    assert sorted(labels["kd_soft"].tolist()) == sorted(in_file_order * 2)
+    assert labels["kd_soft"][:len(in_file_order)].tolist() != in_file_order
