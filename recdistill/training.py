@@ -17,7 +17,12 @@ What a run leaves in ``model_dir``:
   holding the config, training metrics and eval metrics, and ``export/warm_start/``: a
   checkpoint of the model's weights only. ``train(..., warm_start=<export>)`` restores it into
   a freshly built model, which is how daily retraining starts from yesterday's student
-  (restoring by object graph is robust; matching SavedModel variables by position is not).
+  (restoring by variable path, see :func:`variables_by_path`, survives re-exports; matching
+  the SavedModel's own variables by position would not).
+
+``model_dir`` is written with ``tf.io.gfile`` (checkpoints, events), so it is a local path or
+a real ``gs://`` bucket; the GCS emulator used in tests is reachable only for data inputs and
+the export, which go through ``recdistill.data.filesystems``.
 
 Soft-label columns and privileged features are read for training only: the export takes
 exactly the columns the model reads (``model.input_columns``).
