@@ -320,10 +320,12 @@ class FeatureEncoder(keras.layers.Layer):
             buckets = tf.raw_ops.Bucketize(input=x, boundaries=self.boundaries)
             if self.embedding is not None:
                 return self.embedding(buckets)
-            return tf.one_hot(buckets, self.output_dim, dtype=tf.float32)
+            return tf.one_hot(buckets, self.output_dim, dtype=self.compute_dtype)
         if self.normalizer is not None:
             x = self._normalize(x)
-        x = x[:, None]
+        # Bucketised and normalised in float32 for exact boundaries; emitted in the layer's
+        # compute dtype (float16 under mixed precision) so feature blocks concatenate.
+        x = tf.cast(x[:, None], self.compute_dtype)
         return self.projection(x) if self.projection is not None else x
 
     def _pool(self, values: tf.Tensor) -> tf.Tensor:
@@ -333,7 +335,7 @@ class FeatureEncoder(keras.layers.Layer):
         total = tf.reduce_sum(vectors, axis=1)
         if self.fc.combiner == "sum":
             return total
-        count = tf.cast(tokens.row_lengths(), tf.float32)[:, None]
+        count = tf.cast(tokens.row_lengths(), total.dtype)[:, None]
         return total / tf.maximum(count, 1.0)
 
     def compute_output_shape(self, input_shape):

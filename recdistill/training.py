@@ -33,6 +33,7 @@ Does all IO through ``recdistill.data``; never imports ``kfp``.
 import dataclasses
 import logging
 import os
+import re
 import tempfile
 import time
 from typing import Optional
@@ -392,21 +393,25 @@ class _Loop:
                 "examples_per_sec": self.examples / seconds if self.step > self.start else 0.0}
 
 
+_OWNER_SUFFIX = re.compile(r"^([^/]*?)(?:_\d+)?/")
+
+
 def variables_by_path(variables) -> dict:
     """Keras variables keyed by their path without the owner's name, as checkpoints hold them.
 
     ``tf.train.Checkpoint(model=keras_model)`` does not see variables of Keras 3 sublayers
     (only those set directly on the model), so checkpoints hold this dict instead. The first
-    path component (the model's or optimizer's name) is dropped because Keras makes it unique
-    per process (``adam``, ``adam_1``, ...); the rest is the same for every model built from
-    the same config.
+    path component (the model's or optimizer's name) loses the numeric suffix Keras adds to
+    make it unique per process (``adam_3`` -> ``adam``), so the keys are the same for every
+    model built from the same config, while a loss-scale optimizer's own variables stay
+    apart from those of the optimizer it wraps.
 
     Raises:
       ValueError: two variables share a path (they would overwrite each other).
     """
     by_path = {}
     for variable in variables:
-        key = variable.path.split("/", 1)[-1]
+        key = _OWNER_SUFFIX.sub(r"\1/", variable.path, count=1)
         if key in by_path:
             raise ValueError(f"two variables share the path {key!r}; give the layers distinct "
                              "names so checkpoints can tell them apart.")
@@ -448,9 +453,14 @@ def _restore_warm_start(model, warm_start: str) -> None:
 
 
 def _evaluate(tf, cfg, model, eval_uri: str) -> dict:
-    """AUC and logloss of every target on the eval data (one pass, in memory)."""
+    """AUC and logloss of every target on the eval data (one pass, in memory).
+
+    The eval table is the raw one, without soft-label columns (soft labels are a training
+    signal; the pipeline labels only the training table), as ``recdistill.evaluation`` reads it.
+    """
     label_names = [label for _, label, _ in model.targets]
-    dataset = datasets.make_dataset(eval_uri, cfg, columns=model.input_columns,
+    dataset = datasets.make_dataset(eval_uri, config_lib.without_kd(cfg),
+                                    columns=model.input_columns,
                                     labels=label_names, batch_size=_EVAL_BATCH_SIZE,
                                     shuffle=False, num_epochs=1)
     predict = tf.function(lambda features: model(features, training=False))

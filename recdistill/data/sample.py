@@ -52,10 +52,10 @@ EVAL_FILE = "eval.csv"
 TEACHER_CONFIG = "teacher.config"
 STUDENT_CONFIG = "student.config"
 STUDENT_NOKD_CONFIG = "student_nokd.config"
-#: Where student.config expects the soft-labelled splits (train.csv / eval.csv columns plus
-#: ``kd_soft``), relative to the config's folder. The soft-label job writes them.
+#: Where student.config expects the soft-labelled training split (train.csv's columns plus
+#: ``kd_soft``), relative to the config's folder; the soft-label job writes it. Evaluation
+#: reads the raw eval.csv: soft labels are a training signal only.
 SOFT_LABELED_TRAIN = "soft_labels/train"
-SOFT_LABELED_EVAL = "soft_labels/eval"
 #: model_dir of each config, relative to the config's folder.
 TEACHER_MODEL_DIR = "models/teacher"
 STUDENT_MODEL_DIR = "models/student"
@@ -274,7 +274,7 @@ def render_configs(features: Sequence[Feature], *, batch_size: int, num_steps: i
                            model_dir=TEACHER_MODEL_DIR, **common),
         "student": _render(model_block=dssm_model(True), features=student_features,
                            soft_label=True, train_path=SOFT_LABELED_TRAIN,
-                           eval_path=SOFT_LABELED_EVAL, model_dir=STUDENT_MODEL_DIR, **common),
+                           eval_path=EVAL_FILE, model_dir=STUDENT_MODEL_DIR, **common),
         "student_nokd": _render(model_block=dssm_model(False), features=student_features,
                                 soft_label=False, train_path=TRAIN_FILE, eval_path=EVAL_FILE,
                                 model_dir=STUDENT_NOKD_MODEL_DIR, **common),

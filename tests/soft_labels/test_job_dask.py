@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_dask_runner_with_two_worker_processes_gives_the_same_rows(teacher, tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed
     cfg = student_config("ParquetInput")
     rows = make_rows(90, seed=11)
     for i in range(3):
