@@ -12,6 +12,7 @@ import logging
 import os
 import pathlib
 import time
+import warnings
 
 from kfp import local
 
@@ -81,6 +82,10 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
     # Each step is a subprocess that imports TensorFlow; keep its C++ start-up noise (CUDA
     # probing on CPU machines) out of the run's output unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Expected on one machine: the steps run in this Python, not in their images, and GPU /
+    # CPU / memory requests do not apply. kfp.local warns about both for every step.
+    warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     before = set(os.listdir(root)) if root.exists() else set()
     started = time.perf_counter()
@@ -102,3 +107,36 @@ def _summarize(run_dir: pathlib.Path, serving: pathlib.Path, seconds: float) -> 
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return LocalRun(run_dir=str(run_dir), artifacts=artifacts, metrics=metrics,
                     serving_dir=str(serving), seconds=seconds)
+
+
+def format_summary(run: LocalRun) -> str:
+    """The run's outputs, per-model metrics, kd gain, blessing and serving folder, as text."""
+    lines = [f"pipeline finished in {run.seconds:.0f} s; outputs under {run.run_dir}:"]
+    lines += [f"  {name:30s} {path}" for name, path in run.artifacts.items()]
+    models = run.metrics.get("models", {})
+    lines += ["", f"  {'model':10s} {'AUC':>7s} {'GAUC':>7s} {'logloss':>8s}"]
+    for role in ("teacher", "student", "baseline", "champion"):
+        if role in models:
+            m = models[role]
+            lines.append(f"  {role:10s} {_num(m.get('auc'))} {_num(m.get('gauc'))} "
+                         f"{_num(m.get('logloss'), 8)}")
+    gain = run.metrics.get("kd_gain") or {}
+    if gain:
+        lines.append(f"  kd gain (student - baseline): AUC {gain.get('auc', float('nan')):+.4f}, "
+                     f"GAUC {gain.get('gauc', float('nan')):+.4f}")
+    agreement = run.metrics.get("teacher_student") or {}
+    if agreement:
+        lines.append(f"  teacher-student agreement: Spearman {agreement['spearman']:.3f}, "
+                     f"top-{agreement['topk_overlap']['k']} overlap "
+                     f"{agreement['topk_overlap']['mean'] or float('nan'):.3f}")
+    blessing = run.metrics.get("blessing", {})
+    lines.append(f"  blessed: {run.metrics.get('blessed')} "
+                 f"({'; '.join(blessing.get('reasons', []))})")
+    versions = sorted(os.listdir(run.serving_dir)) if os.path.isdir(run.serving_dir) else []
+    lines += ["", f"serving folder {run.serving_dir}: {', '.join(versions) or 'empty'}",
+              f"report: {run.artifacts.get('evaluate/report', '-')}"]
+    return "\n".join(lines)
+
+
+def _num(value, width: int = 7) -> str:
+    return f"{value:{width}.4f}" if isinstance(value, (int, float)) else f"{'-':>{width}s}"

@@ -7,7 +7,6 @@ imported lazily so that ``recdistill train`` never loads kfp).
 import argparse
 import json
 import logging
-import os
 import sys
 
 logger = logging.getLogger("recdistill")
@@ -80,13 +79,7 @@ def _run(args):
                               teacher_config=args.teacher_config, teacher_uri=args.teacher or "",
                               train_data=args.train, eval_data=args.eval,
                               thresholds=args.thresholds, num_steps=args.num_steps)
-    print(f"\npipeline finished in {run.seconds:.0f} s; outputs of {run.run_dir}:")
-    for name, path in run.artifacts.items():
-        print(f"  {name:45s} {path}")
-    print("\nmetrics (evaluate/evaluation/metrics.json):")
-    print(json.dumps(run.metrics, indent=2, default=str))
-    print(f"\nserving folder: {run.serving_dir} "
-          f"(versions: {sorted(os.listdir(run.serving_dir)) if os.path.isdir(run.serving_dir) else []})")
+    print(local_run.format_summary(run))
 
 
 def _compile(args):
