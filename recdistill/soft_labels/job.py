@@ -185,7 +185,15 @@ def _run_pipeline(label_fn: beam.DoFn, plan: _Plan, shards: list, runner: str,
          | "KeyAll" >> beam.Map(lambda summary: (None, summary))
          | "Gather" >> beam.GroupByKey()
          | "WriteStats" >> beam.ParDo(_WriteStatsFn(plan)))
-    pipeline.run().wait_until_finish()
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        # Beam's DaskRunner opens a distributed.Client for each run and never closes it: the
+        # launcher would keep a connection, and retry it noisily once the cluster is gone.
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
 
 
 @dataclasses.dataclass
