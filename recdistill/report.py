@@ -151,6 +151,47 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
     title = (f"recdistill evaluation: {result['examples']} rows, label "
              f"{html.escape(str(result['label_field']))}")
     logger.info("rendered the report for %s", ", ".join(probs_by_model))
+    return _page(title, parts)
+
+
+def _page(title: str, parts: list) -> str:
+    """A self-contained HTML page with ``title`` and the rendered ``parts``."""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{_STYLE}</style></head><body><h1>{title}</h1>\n" + "\n".join(parts)
             + "</body></html>\n")
+
+
+def curves_plot(series: Mapping, *, title: str, ylabel: str) -> str:
+    """One line per named ``{step: value}`` series, against the training step."""
+    figure, ax = _figure()
+    for name, points in series.items():
+        steps = sorted(points)
+        ax.plot(steps, [points[step] for step in steps], label=name)
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
+    ax.legend(loc="best", fontsize="small")
+    return _png(figure)
+
+
+def render_training_report(scalars: Mapping, *, title: str) -> str:
+    """The training report: loss curves (each component: hard losses, every kd loss,
+    regularisation, total) and throughput, from the scalars training logged.
+
+    Args:
+      scalars: tag -> {step: value}, as ``recdistill.training.read_scalars`` returns them
+        (tags ``loss/<component>``, ``examples_per_sec``, ``steps_per_sec``).
+      title: the page title (e.g. the model class and model_dir).
+    """
+    losses = {tag.split("/", 1)[1]: points for tag, points in sorted(scalars.items())
+              if tag.startswith("loss/")}
+    parts = [_section("Loss components", curves_plot(losses, title="Training loss",
+                                                      ylabel="mean over the logging window"))]
+    if "examples_per_sec" in scalars:
+        parts.append(_section("Throughput", curves_plot(
+            {"examples/s": scalars["examples_per_sec"]}, title="Throughput",
+            ylabel="examples per second")))
+    last = max((max(points) for points in losses.values()), default=None)
+    if last is not None:
+        parts.append(_section(f"Final values (step {last})", _table(
+            ["component", "value"], [[name, points[max(points)]]
+                                     for name, points in losses.items()])))
+    return _page(html.escape(title), parts)

@@ -43,22 +43,26 @@ def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
 
 def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                 warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-                mixed_precision: bool = False):
+                mixed_precision: bool = False, report_copy: str = ""):
     """Trains the model the config describes (see ``recdistill.training.train``).
 
     Args:
       without_kd: drop the config's kd blocks and soft-label fields: the baseline student that
         every run trains beside the distilled one, to report the kd gain.
       warm_start: a previous export to initialise from ('' or a missing champion: from scratch).
+      report_copy: also write the training report (loss curves) here (a KFP ``HTML`` file).
     """
     from recdistill import training
 
     cfg = config_lib.load_config(config_uri)
     if without_kd:
         cfg = config_lib.without_kd(cfg)
-    return training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
-                          model_dir=model_dir, warm_start=warm_start or None,
-                          num_steps=num_steps or None, mixed_precision=mixed_precision)
+    result = training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
+                            model_dir=model_dir, warm_start=warm_start or None,
+                            num_steps=num_steps or None, mixed_precision=mixed_precision)
+    if report_copy:
+        _copy_file(filesystems.join(model_dir, training.TRAINING_REPORT), report_copy)
+    return result
 
 
 def generate_soft_labels(teacher_uri: str, config_uri: str, input_uri: str, output_uri: str, *,
@@ -90,9 +94,7 @@ def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
                                  baseline_uri=baseline_uri or None,
                                  thresholds=thresholds or None, out_dir=out_dir)
     if report_copy:
-        with filesystems.open_input(result.report_uri) as src, \
-                filesystems.open_output(report_copy) as dst:
-            dst.write(src.read())
+        _copy_file(result.report_uri, report_copy)
     return result
 
 
@@ -110,3 +112,9 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str = "", ke
 
     return push.push_model(exported.resolve_export(model_uri), destination,
                            evaluation_dir=evaluation_dir or None, keep=keep or None, force=force)
+
+
+def _copy_file(source: str, target: str) -> None:
+    """Copies one file, e.g. a report into the path KFP shows as an ``HTML`` artifact."""
+    with filesystems.open_input(source) as src, filesystems.open_output(target) as dst:
+        dst.write(src.read())

@@ -12,7 +12,8 @@ What a run leaves in ``model_dir``:
 
 * ``ckpt-<step>`` checkpoints (model, optimizer, step) every ``save_checkpoints_steps``; a
   killed job restarted with the same ``model_dir`` continues from the last one.
-* ``events/``: TensorBoard summaries of every loss component, steps/s and examples/s.
+* ``events/``: TensorBoard summaries of every loss component, steps/s and examples/s, and
+  ``training_report.html``: the same loss curves as a self-contained page.
 * ``export/``: the SavedModel (``recdistill.exported`` contract) with ``recdistill.json``
   holding the config, training metrics and eval metrics, and ``export/warm_start/``: a
   checkpoint of the model's weights only. ``train(..., warm_start=<export>)`` restores it into
@@ -31,6 +32,7 @@ Does all IO through ``recdistill.data``; never imports ``kfp``.
 """
 
 import dataclasses
+import glob
 import logging
 import os
 import re
@@ -50,6 +52,7 @@ from recdistill.protos import pipeline_pb2
 logger = logging.getLogger(__name__)
 
 EVENTS_SUBDIR = "events"
+TRAINING_REPORT = "training_report.html"
 WARM_START_SUBDIR = "warm_start"
 CHECKPOINT_NAME = "ckpt"
 _WARM_START_PREFIX = "model"
@@ -226,6 +229,7 @@ class _KerasTrainer:
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         train_metrics = self._loop(tf, step_fn, iterator, manager, global_step, steps)
 
+        _write_training_report(self.cfg, self.model_dir)
         eval_metrics = _evaluate(tf, self.cfg, model, eval_uri) if eval_uri else {}
         export_path = exported.export_dir(self.model_dir)
         export_model(model, export_path, _metadata(self.cfg, model.targets, train_metrics,
@@ -391,6 +395,34 @@ class _Loop:
         seconds = max(time.perf_counter() - self.run_start, 1e-9)
         return {**self.last, "steps": self.step,
                 "examples_per_sec": self.examples / seconds if self.step > self.start else 0.0}
+
+
+def read_scalars(model_dir: str) -> dict:
+    """The scalars training logged to ``<model_dir>/events``: tag -> {step: value}.
+
+    Every run into the same model_dir (a resumed job too) adds events; a step logged twice
+    keeps its last value.
+    """
+    import tensorflow as tf
+
+    values = {}
+    for path in sorted(glob.glob(os.path.join(model_dir, EVENTS_SUBDIR, "events.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                values.setdefault(value.tag, {})[event.step] = float(
+                    tf.make_ndarray(value.tensor))
+    return values
+
+
+def _write_training_report(cfg, model_dir: str) -> None:
+    """Writes ``<model_dir>/training_report.html``: loss curves of every component."""
+    from recdistill import report
+
+    page = report.render_training_report(
+        read_scalars(model_dir), title=f"{cfg.model_config.model_class} training: {model_dir}")
+    with filesystems.open_output(filesystems.join(model_dir, TRAINING_REPORT)) as f:
+        f.write(page.encode())
+    logger.info("Wrote %s", filesystems.join(model_dir, TRAINING_REPORT))
 
 
 _OWNER_SUFFIX = re.compile(r"^([^/]*?)(?:_\d+)?/")

@@ -59,17 +59,6 @@ def _config(path, **train):
     return cfg
 
 
-def _events(model_dir):
-    """TensorBoard scalars written by a run: tag -> {step: value}."""
-    values = {}
-    for path in glob.glob(os.path.join(model_dir, training.EVENTS_SUBDIR, "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                values.setdefault(value.tag, {})[event.step] = float(
-                    tf.make_ndarray(value.tensor))
-    return values
-
-
 def _columns(data, cfg, split):
     names = [field.input_name for field in cfg.data_config.input_fields]
     path = glob.glob(os.path.join(data.out_dir, "soft_labels", split, "*.csv"))[0]
@@ -106,7 +95,7 @@ def test_student_trains_logs_every_component_and_exports_what_it_predicts(data, 
     result = training.train(cfg, model_dir=model_dir, num_steps=STEPS)
 
     assert result.steps == STEPS
-    events = _events(model_dir)
+    events = training.read_scalars(model_dir)
     kd = events["loss/kd_loss_logits_kd_soft"]
     assert sorted(kd) == list(range(30, STEPS + 1, 30))
     # The kd loss on the whole training set, worked out with numpy: cross-entropy to the
@@ -127,6 +116,10 @@ def test_student_trains_logs_every_component_and_exports_what_it_predicts(data, 
     assert kd_loss(trained) - floor < 0.5 * (kd_loss(untrained) - floor)
     for name in ("hard_loss_clk", "regularization", "loss"):
         assert f"loss/{name}" in events
+    page = open(os.path.join(model_dir, training.TRAINING_REPORT)).read()
+    assert page.count("data:image/png;base64,") == 2  # loss curves, throughput
+    assert f"Final values (step {STEPS})" in page
+    assert f"<td>kd_loss_logits_kd_soft</td><td>{kd[STEPS]:.4f}</td>" in page
     totals = events["loss/loss"]
     parts = [events[f"loss/{n}"] for n in ("hard_loss_clk", "kd_loss_logits_kd_soft",
                                            "regularization")]
@@ -177,11 +170,11 @@ def test_a_restarted_job_continues_from_the_last_checkpoint(data, tmp_path):
     assert first.steps == 100
     checkpoints = tf.train.get_checkpoint_state(model_dir).all_model_checkpoint_paths
     assert [os.path.basename(p) for p in checkpoints] == ["ckpt-40", "ckpt-80", "ckpt-100"]
-    logged_before = set(_events(model_dir)["loss/loss"])
+    logged_before = set(training.read_scalars(model_dir)["loss/loss"])
 
     second = training.train(cfg, model_dir=model_dir, num_steps=160)
     assert second.steps == 160
-    losses = _events(model_dir)["loss/loss"]
+    losses = training.read_scalars(model_dir)["loss/loss"]
     logged_after = set(losses) - logged_before
     # Restored weights, not a fresh model: the loss goes on from where the first job ended.
     assert losses[120] < losses[20]
@@ -248,7 +241,7 @@ def test_multi_task_dcn_teacher_with_two_kd_blocks_logs_each_loss(data, tmp_path
     assert m["loss"] == pytest.approx(
         m["hard_loss_clk"] + 0.5 * m["hard_loss_cvr"] + m["kd_loss_logits_ctr_kd_ctr"]
         + m["kd_loss_logits_cvr_kd_cvr"] + m["regularization"], rel=1e-4)
-    kd = _events(model_dir)["loss/kd_loss_logits_cvr_kd_cvr"]
+    kd = training.read_scalars(model_dir)["loss/kd_loss_logits_cvr_kd_cvr"]
     assert kd[120] < kd[20]
     loaded = exported.load_exported(result.export_dir)
     assert {"logits_ctr", "logits_cvr"} <= set(loaded.outputs)

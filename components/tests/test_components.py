@@ -99,14 +99,16 @@ def test_train_model_logs_every_training_metric(record, tmp_path):
     calls = record("train_model", types.SimpleNamespace(metrics={"loss": 0.4, "eval_auc": 0.71}))
     metrics = _artifact(Metrics, tmp_path, "metrics")
     model = _artifact(Model, tmp_path, "model")
+    report = _artifact(HTML, tmp_path, "report")
     train_model.python_func(
         config="s.config", train_data=_artifact(Dataset, tmp_path, "train"),
         eval_data=_artifact(Dataset, tmp_path, "eval"), run_date="d", model=model,
-        metrics=metrics, warm_start="gs://b/serving/3", without_kd=True, num_steps=5,
-        mixed_precision=True)
+        metrics=metrics, report=report, warm_start="gs://b/serving/3", without_kd=True,
+        num_steps=5, mixed_precision=True)
     [(_, args, kwargs)] = calls
     assert args == ("s.config", model.uri)
     assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is True
+    assert kwargs["report_copy"] == report.path
     assert metrics.metadata == {"eval_auc": 0.71, "loss": 0.4}
 
 

@@ -1,7 +1,7 @@
 """Component: train a student (with or without kd) from its EasyRec config."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from components.images import TRAINER_IMAGE
 
@@ -9,8 +9,8 @@ from components.images import TRAINER_IMAGE
 @dsl.component(base_image=TRAINER_IMAGE, install_kfp_package=False)
 def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Dataset],
                 run_date: str, model: Output[Model], metrics: Output[Metrics],
-                warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-                mixed_precision: bool = False):
+                report: Output[HTML], warm_start: str = "", without_kd: bool = False,
+                num_steps: int = 0, mixed_precision: bool = False):
     """Trains the model of ``config``: hard-label loss plus every kd block's loss.
 
     Args:
@@ -28,6 +28,6 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
     result = steps.train_model(config, model.uri, train_uri=train_data.uri,
                                eval_uri=eval_data.uri, warm_start=warm_start,
                                without_kd=without_kd, num_steps=num_steps,
-                               mixed_precision=mixed_precision)
+                               mixed_precision=mixed_precision, report_copy=report.path)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)
