@@ -1,0 +1,407 @@
+"""Quality benchmark: does knowledge distillation lift the DSSM student, and by how much?
+
+For every seed, on a fixed dataset (the synthetic sample or MovieLens-100K):
+
+1. the DCN teacher (``teacher.config``) and a GBDT teacher (the same config with ``gbdt {}``
+   in place of the ``dcn`` block) are trained with ``recdistill.training.train``;
+2. each teacher labels the training table with the real soft-label job
+   (``recdistill.soft_labels.job.generate_soft_labels``, Beam DirectRunner);
+3. the DSSM student is trained without kd (``student.config`` minus its kd block) and with each
+   kd setting (the loaded ``student.config`` with its kd block edited: CE at T = 1, 2, 4, KL,
+   L2, and CE from the GBDT teacher);
+4. every student is evaluated on the held-out ``eval.csv`` with ``recdistill.evaluation``
+   (AUC, GAUC by user_id, logloss), beside its teacher and the no-kd baseline.
+
+Seeds set TF/Keras/numpy randomness per training run (``keras.utils.set_random_seed``), which
+also seeds the training-data shuffle; the dataset itself stays the same. The table reports
+mean ± std over seeds, the kd gain (student + kd − student, AUC) and the share of the
+teacher–student AUC gap recovered, ``(kd − no kd) / (teacher − no kd)`` (from the means).
+Results go to ``bench/results/quality-<data>.md`` with a PNG plot of AUC per setting.
+
+Usage::
+
+    .venv/bin/python bench/quality.py --data sample --seeds 3
+    .venv/bin/python bench/quality.py --data movielens --seeds 3 [--out bench/results]
+
+Not run by pytest.
+"""
+
+import argparse
+import collections
+import dataclasses
+import logging
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from recdistill import config as config_lib  # noqa: E402
+from recdistill.protos import pipeline_pb2  # noqa: E402
+
+MOVIELENS_DIR = os.path.join(REPO, "..", "shared", "data", "ml-100k")
+SAMPLE_ROWS = 25_000
+DCN, GBDT = "DCN", "GBDT"
+NO_KD = "DSSM no kd"
+#: Fields of the kd block the table shows for each setting.
+KD_FIELDS = ("loss_type", "temperature", "loss_weight", "scale_by_temperature_squared")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One distilled student: which teacher, and what to change in student.config's kd block.
+
+    Fields not named in ``kd`` keep the value student.config gives them (the shipped
+    defaults), so the bench measures those defaults and one change at a time.
+    """
+
+    name: str
+    teacher: str = DCN
+    kd: tuple = ()  # (field, value) pairs set on model_config.kd[0]
+
+    def apply(self, student_cfg):
+        """A copy of ``student_cfg`` with this setting's kd fields set."""
+        cfg = pipeline_pb2.EasyRecConfig()
+        cfg.CopyFrom(student_cfg)
+        block = cfg.model_config.kd[0]
+        for field, value in self.kd:
+            setattr(block, field, value)
+        return cfg
+
+
+SETTINGS = (
+    Setting("CE T=1", kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS), ("temperature", 1.0))),
+    Setting("CE T=2", kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS), ("temperature", 2.0))),
+    Setting("CE T=4", kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS), ("temperature", 4.0))),
+    Setting("KL", kd=(("loss_type", pipeline_pb2.KL_DIVERGENCE_LOSS),)),
+    Setting("L2", kd=(("loss_type", pipeline_pb2.L2_LOSS),)),
+    Setting("GBDT teacher, CE", teacher=GBDT,
+            kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS),)),
+)
+
+
+# ---------------------------------------------------------------- progress and seeds
+
+
+class Clock:
+    """Prints progress lines with the time elapsed since the bench started."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def say(self, message: str) -> None:
+        print(f"[{self.elapsed():7.1f}s] {message}", flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds Python, numpy, TF and Keras; TF's global seed also fixes tf.data's shuffle."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+# ---------------------------------------------------------------- data and configs
+
+
+def prepare_data(data: str, out_dir: str):
+    """Writes the dataset and its three configs; returns ``SampleData``, or None if absent."""
+    if data == "sample":
+        from recdistill.data import sample
+
+        return sample.write_sample_data(out_dir, rows=SAMPLE_ROWS)
+    from recdistill.data import movielens
+
+    if not os.path.isdir(MOVIELENS_DIR):
+        return None
+    return movielens.prepare_movielens(MOVIELENS_DIR, out_dir)
+
+
+def gbdt_teacher_config(teacher_cfg):
+    """``teacher.config`` with its ``dcn`` block replaced by ``gbdt {}`` (YDF defaults)."""
+    cfg = pipeline_pb2.EasyRecConfig()
+    cfg.CopyFrom(teacher_cfg)
+    cfg.model_config.model_class = GBDT
+    cfg.model_config.gbdt.SetInParent()  # the model oneof: clears dcn
+    return cfg
+
+
+def kd_description(student_cfg, setting: Setting) -> str:
+    """The effective kd block of a setting, e.g. ``CROSS_ENTROPY_LOSS T=2 w=1``."""
+    block = setting.apply(student_cfg).model_config.kd[0]
+    text = f"{pipeline_pb2.LossType.Name(block.loss_type)} T={block.temperature:g} " \
+           f"w={block.loss_weight:g}"
+    if block.scale_by_temperature_squared:
+        text += " ×T²"
+    return f"{setting.teacher} → {text}"
+
+
+# ---------------------------------------------------------------- one seed
+
+
+@dataclasses.dataclass
+class Paths:
+    """Where one seed's models, soft labels and evaluations go."""
+
+    root: str
+
+    def model(self, name: str) -> str:
+        return os.path.join(self.root, "models", _slug(name))
+
+    def soft_labels(self, teacher: str) -> str:
+        return os.path.join(self.root, "soft_labels", _slug(teacher))
+
+    def evaluation(self, name: str) -> str:
+        return os.path.join(self.root, "eval", _slug(name))
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def train_model(cfg, seed: int, model_dir: str, train_uri: str) -> str:
+    """Trains ``cfg`` from scratch with ``seed``; returns its export folder."""
+    from recdistill import training
+
+    seed_everything(seed)
+    return training.train(cfg, train_uri=train_uri, model_dir=model_dir).export_dir
+
+
+def label_training_data(teacher_export: str, student_cfg, train_uri: str, out_dir: str) -> str:
+    """Runs the soft-label job (DirectRunner) over the training table; returns its output."""
+    from recdistill.soft_labels import job
+
+    job.generate_soft_labels(teacher_export, train_uri, out_dir, student_cfg,
+                             runner="DirectRunner")
+    return out_dir
+
+
+def evaluate_student(student: str, cfg, eval_uri: str, teacher: str, baseline: str,
+                     out_dir: str) -> dict:
+    """The evaluation's per-model metrics: ``{"student"|"teacher"|"baseline": {auc, ...}}``."""
+    from recdistill import evaluation
+
+    result = evaluation.evaluate(student, eval_uri, cfg, teacher_uri=teacher,
+                                 baseline_uri=baseline, out_dir=out_dir)
+    return result.metrics["models"]
+
+
+def run_seed(seed: int, data, settings, work_dir: str, clock: Clock) -> dict:
+    """Trains and evaluates every model for one seed; returns model name -> metrics."""
+    paths = Paths(os.path.join(work_dir, f"seed{seed}"))
+    teacher_cfgs = {DCN: config_lib.load_config(data.teacher_config)}
+    teacher_cfgs[GBDT] = gbdt_teacher_config(teacher_cfgs[DCN])
+    student_cfg = config_lib.load_config(data.student_config)
+
+    teachers, soft = {}, {}
+    for kind in sorted({s.teacher for s in settings}):
+        clock.say(f"seed {seed}: training the {kind} teacher")
+        teachers[kind] = train_model(teacher_cfgs[kind], seed, paths.model(kind), data.train_path)
+        clock.say(f"seed {seed}: soft labels from the {kind} teacher")
+        soft[kind] = label_training_data(teachers[kind], student_cfg, data.train_path,
+                                         paths.soft_labels(kind))
+    clock.say(f"seed {seed}: training {NO_KD}")
+    baseline = train_model(config_lib.without_kd(student_cfg), seed, paths.model(NO_KD),
+                           data.train_path)
+
+    results = {}
+    for setting in settings:
+        clock.say(f"seed {seed}: training DSSM + kd, {setting.name}")
+        cfg = setting.apply(student_cfg)
+        student = train_model(cfg, seed, paths.model(setting.name), soft[setting.teacher])
+        models = evaluate_student(student, cfg, data.eval_path, teachers[setting.teacher],
+                                  baseline, paths.evaluation(setting.name))
+        results[setting.name] = models["student"]
+        results[f"teacher {setting.teacher}"] = models["teacher"]
+        results[NO_KD] = models["baseline"]
+    clock.say(f"seed {seed}: done " + ", ".join(
+        f"{name} {values['auc']:.4f}" for name, values in results.items()))
+    return results
+
+
+# ---------------------------------------------------------------- summary
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table: a model's metrics over seeds, and its kd gain if distilled."""
+
+    name: str
+    kd: str
+    auc: np.ndarray
+    gauc: np.ndarray
+    logloss: np.ndarray
+    gain: float | None = None
+    gain_std: float | None = None
+    recovered: float | None = None
+
+
+def summarize(per_seed: list, settings, student_cfg) -> list:
+    """Table rows: the teachers, the no-kd baseline, then each kd setting with its gain."""
+    by_model = collections.defaultdict(lambda: collections.defaultdict(list))
+    for results in per_seed:
+        for name, values in results.items():
+            for metric in ("auc", "gauc", "logloss"):
+                by_model[name][metric].append(values[metric])
+
+    def row(name, kd=""):
+        m = by_model[name]
+        return Row(name, kd, *(np.array(m[k], dtype=float) for k in ("auc", "gauc", "logloss")))
+
+    rows = [row(name) for name in (f"teacher {DCN}", f"teacher {GBDT}") if name in by_model]
+    baseline = row(NO_KD, "none")
+    rows.append(baseline)
+    for setting in settings:
+        r = row(setting.name, kd_description(student_cfg, setting))
+        gains = r.auc - baseline.auc
+        gap = by_model[f"teacher {setting.teacher}"]["auc"]
+        r.gain, r.gain_std = float(gains.mean()), float(gains.std())
+        gap_mean = float(np.mean(gap) - baseline.auc.mean())
+        r.recovered = r.gain / gap_mean if gap_mean > 0 else None
+        rows.append(r)
+    return rows
+
+
+def _pm(values: np.ndarray) -> str:
+    return f"{values.mean():.4f} ± {values.std():.4f}"
+
+
+def table(rows: list) -> str:
+    """The results as a Markdown table."""
+    lines = ["| model | kd | AUC | GAUC | logloss | kd gain (AUC) | gap recovered |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        gain = f"{r.gain:+.4f} ± {r.gain_std:.4f}" if r.gain is not None else ""
+        recovered = f"{100 * r.recovered:.0f}%" if r.recovered is not None else ""
+        lines.append(f"| {r.name} | {r.kd} | {_pm(r.auc)} | {_pm(r.gauc)} | {_pm(r.logloss)} "
+                     f"| {gain} | {recovered} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list, path: str, title: str) -> None:
+    """AUC per setting (mean, std error bars), teachers and the no-kd baseline as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = [r for r in rows if r.gain is not None]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    x = np.arange(len(students))
+    ax.errorbar(x, [r.auc.mean() for r in students], yerr=[r.auc.std() for r in students],
+                fmt="o", capsize=4, color="tab:blue", label="DSSM + kd")
+    styles = {NO_KD: ("tab:gray", "--"), f"teacher {DCN}": ("tab:red", "-"),
+              f"teacher {GBDT}": ("tab:green", "-.")}
+    for r in rows:
+        if r.name in styles:
+            color, style = styles[r.name]
+            ax.axhline(r.auc.mean(), color=color, linestyle=style,
+                       label=f"{r.name} ({r.auc.mean():.4f})")
+    ax.set_xticks(x, [r.name for r in students], rotation=20, ha="right")
+    ax.set_ylabel("eval AUC")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> str:
+    """CPU model, core count and load average, for the results file."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{model}, {os.cpu_count()} cores, load average {load} (1/5/15 min) at the end"
+
+
+def write_report(out_dir: str, data: str, rows: list, seeds: int, seconds: float,
+                 notes: str) -> str:
+    """Writes quality-<data>.md and its PNG; returns the .md path."""
+    os.makedirs(out_dir, exist_ok=True)
+    png = f"quality-{data}.png"
+    plot(rows, os.path.join(out_dir, png), f"DSSM + kd on {data}, {seeds} seed(s)")
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/quality.py",
+                                                *sys.argv[1:]])
+    text = (f"# kd quality on {data}\n\n"
+            f"Mean ± std over {seeds} seed(s). kd gain = student + kd − student without kd "
+            "(AUC, per seed, then averaged); gap recovered = mean gain / (mean teacher AUC − "
+            "mean no-kd AUC), against the setting's own teacher.\n\n"
+            f"{table(rows)}\n\n![AUC per setting]({png})\n\n{notes}"
+            f"- command: `{command}`\n"
+            f"- machine: {machine()}\n"
+            f"- wall time: {seconds / 60:.1f} min ({seconds:.0f} s)\n")
+    path = os.path.join(out_dir, f"quality-{data}.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def sample_reference() -> str:
+    """The sample's Bayes-optimal eval AUCs, with and without the privileged position.
+
+    The generator knows each row's true click probability, so these are the ceilings of a
+    teacher that sees ``position`` and of any student, which cannot.
+    """
+    from recdistill import metrics
+    from recdistill.data import sample
+
+    generated = sample.generate_sample(SAMPLE_ROWS)
+    eval_rows = slice(generated.n_train, None)
+    labels = generated.columns[sample.LABEL][eval_rows]
+    with_position = metrics.auc(labels, generated.click_prob[eval_rows])
+    without = metrics.auc(labels, generated.click_prob_without_privileged[eval_rows])
+    return (f"Bayes-optimal eval AUC (true click probabilities of the generator): "
+            f"{with_position:.4f} with `position`, {without:.4f} without it (the ceiling of "
+            "any student).\n\n")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("sample", "movielens"), required=True)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--out", default=os.path.join(REPO, "bench", "results"),
+                        help="folder for quality-<data>.md and .png")
+    parser.add_argument("--work-dir", default="",
+                        help="models, soft labels and evaluations (default: a temp folder)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    clock = Clock()
+    with tempfile.TemporaryDirectory(prefix="recdistill-quality-") as tmp:
+        work_dir = args.work_dir or tmp
+        data = prepare_data(args.data, os.path.join(work_dir, "data"))
+        if data is None:
+            print(f"MovieLens-100K not found at {os.path.normpath(MOVIELENS_DIR)}; skipping. "
+                  "Unzip https://files.grouplens.org/datasets/movielens/ml-100k.zip there.")
+            return 0
+        clock.say(f"{args.data}: data and configs in {data.out_dir}")
+        per_seed = [run_seed(seed, data, SETTINGS, work_dir, clock) for seed in range(args.seeds)]
+        rows = summarize(per_seed, SETTINGS, config_lib.load_config(data.student_config))
+    print(table(rows))
+    notes = sample_reference() if args.data == "sample" else ""
+    path = write_report(args.out, args.data, rows, args.seeds, clock.elapsed(), notes)
+    clock.say(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
