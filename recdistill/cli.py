@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("sample-data", help="write the synthetic sample dataset and configs")
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--rows", type=int, default=25_000,
+                   help="total impressions; the last 20%% (by time) form eval.csv")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample_data)
 

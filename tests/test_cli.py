@@ -1,0 +1,51 @@
+"""The recdistill command: the pipeline's verbs chained by hand on a tiny sample."""
+
+import json
+import os
+
+import pytest
+
+from recdistill import cli
+
+
+def _run(capsys, *argv):
+    assert cli.main([str(a) for a in argv]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
+    sample = json.loads(_run(capsys, "sample-data", "--out", tmp_path / "s", "--rows", 1500))
+    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
+
+    out = json.loads(_run(capsys, "train", "--config", sample["teacher_config"],
+                          "--model-dir", teacher_dir, "--num-steps", 40))
+    assert out["steps"] == 40 and os.path.exists(os.path.join(out["export_dir"], "saved_model.pb"))
+
+    soft = tmp_path / "soft"
+    stats = json.loads(_run(capsys, "soft-labels", "--teacher", teacher_dir, "--input",
+                            sample["train_path"], "--output", soft, "--config",
+                            sample["student_config"], "--", "--direct_num_workers=1"))
+    assert stats["rows_read"] == stats["rows_written"] == 1200
+
+    _run(capsys, "train", "--config", sample["student_config"], "--train", soft,
+         "--eval", sample["eval_path"], "--model-dir", student_dir, "--num-steps", 40)
+
+    evaluation = tmp_path / "evaluation"
+    verdict = json.loads(_run(capsys, "evaluate", "--model", student_dir, "--data",
+                              sample["eval_path"], "--config", sample["student_config"], "--out",
+                              evaluation, "--teacher", teacher_dir, "--thresholds",
+                              '{"min_auc": 0.0}'))
+    assert verdict["blessed"] is True
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"student", "teacher"}
+
+    pushed = _run(capsys, "push", "--model", student_dir, "--destination", tmp_path / "serving",
+                  "--evaluation", evaluation).strip()
+    assert pushed == str(tmp_path / "serving" / "1")
+    assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+
+
+def test_pipeline_parameters_must_be_key_value():
+    with pytest.raises(SystemExit, match="'student_config' must look like key=value"):
+        cli.main(["submit", "--host", "http://127.0.0.1:9", "student_config"])
