@@ -92,7 +92,8 @@ def train_gbdt(cfg, columns: Mapping[str, np.ndarray], labels: np.ndarray):
 
     Args:
       cfg: a loaded config; ``model_config.gbdt`` gives num_trees, max_depth, shrinkage and
-        min_examples.
+        min_examples. num_trees is an upper bound: YDF holds 10% of the rows out and keeps
+        the trees up to the lowest loss on them (its default early stopping).
       columns: column name -> 1-D numpy array, at least every column of :func:`input_columns`.
       labels: 0/1 array, one per row.
 
