@@ -1,4 +1,4 @@
-"""Does the training input pipeline keep the model busy? Student examples/s from files / from memory.
+"""Does training input keep the model busy? Student examples/s from files / from memory.
 
 One DSSM student (the sample's kd student config, a ``kd_soft`` column of random logits added)
 and one compiled train step (``recdistill.training.make_train_step``) are fed two ways:
@@ -12,7 +12,7 @@ and one compiled train step (``recdistill.training.make_train_step``) are fed tw
 Timing windows alternate between the two in one process, so machine noise hits both alike; the
 medians are compared. Goal: files / memory >= 0.9. The last line printed is the ratio.
 
-    .venv/bin/python bench/input_throughput.py [--rows 25000] [--shards 4] [--steps 1000] [--repeats 5]
+    .venv/bin/python bench/input_throughput.py [--rows 25000 --shards 4 --steps 1000 --repeats 5]
 """
 
 import argparse
