@@ -165,7 +165,16 @@ def load_exported(uri: str) -> ExportedModel:
     local = filesystems.localize(uri)
     metadata = read_metadata(local)
     load_custom_ops(metadata.get("custom_ops"))
-    loaded = tf.saved_model.load(local)
+    try:
+        loaded = tf.saved_model.load(local)
+    except (tf.errors.NotFoundError, RuntimeError) as error:
+        if "Op type not registered" not in str(error):
+            raise
+        raise ValueError(
+            f"{uri}: the SavedModel uses ops this process has not loaded "
+            f"({str(error).splitlines()[0][:200]}). "
+            f"List their library in {METADATA_FILE} 'custom_ops' (known: "
+            f"{sorted(_CUSTOM_OPS_MODULES)}), e.g. [\"ydf\"] for a YDF/GBDT teacher.") from error
     if SERVING_SIGNATURE not in loaded.signatures:
         raise ValueError(f"{uri}: the SavedModel has signatures {sorted(loaded.signatures)} but "
                          f"no {SERVING_SIGNATURE!r}. Export it with recdistill (or add a "

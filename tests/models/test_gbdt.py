@@ -89,6 +89,17 @@ def test_export_loads_in_a_fresh_process_and_predicts_like_ydf(sample_data, tmp_
     assert "position" in gbdt.input_columns(cfg) and "clk" not in gbdt.input_columns(cfg)
     assert exported.read_metadata(export)["custom_ops"] == ["ydf"]
 
+    # Without custom_ops, a fresh process cannot know to load YDF's ops: the error says so.
+    metadata = exported.read_metadata(export)
+    exported.write_metadata(export, {**metadata, "custom_ops": []})
+    broken = subprocess.run(
+        [sys.executable, "-c", "import sys; from recdistill import exported; "
+         "exported.load_exported(sys.argv[1])", export],
+        capture_output=True, text=True, timeout=120)
+    assert broken.returncode != 0
+    assert "List their library in recdistill.json 'custom_ops'" in broken.stderr
+    assert '["ydf"] for a YDF/GBDT teacher' in broken.stderr
+
 
 def test_train_dispatches_gbdt_and_beats_random_on_eval(sample_data, tmp_path):
     from recdistill import training
