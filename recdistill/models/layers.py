@@ -240,7 +240,6 @@ class RecModel(keras.Model):
         self.pipeline_config = _parse_pipeline_config(pipeline_config)
         self.model_config = self.pipeline_config.model_config
         self._groups = {g.group_name: g for g in self.model_config.feature_groups}
-        self._used_groups = []
         self.input_columns = {}
         self.targets = self._targets()
         self.prediction_names = []
