@@ -496,3 +496,23 @@ def test_without_kd_drops_kd_blocks_and_soft_label_fields():
     assert "kd_soft" not in [f.input_name for f in plain.data_config.input_fields]
     assert config.label_fields(plain) == [n for n in config.label_fields(cfg) if n != "kd_soft"]
     assert len(cfg.model_config.kd) == 1  # the original is untouched
+
+
+def test_config_on_gcs_loads_with_paths_relative_to_its_gcs_folder(gcs_bucket):
+    from recdistill.data import filesystems
+
+    text = DSSM_KD.read_text()
+    uri = f"{gcs_bucket}/configs/student.config"
+    with filesystems.open_output(uri) as f:
+        f.write(text.encode())
+
+    cfg = load_config(uri)
+
+    assert cfg.model_config == load_config(str(DSSM_KD)).model_config
+    # The file says train_input_path: "data/taobao_train_kd".
+    assert cfg.train_input_path == f"{gcs_bucket}/configs/data/taobao_train_kd"
+
+
+def test_missing_gcs_config_names_the_uri(gcs_bucket):
+    with pytest.raises(FileNotFoundError, match=f"{gcs_bucket}/nope.config"):
+        load_config(f"{gcs_bucket}/nope.config")
