@@ -199,7 +199,15 @@ def main(argv=None) -> int:
     args.beam_args = beam_args
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.func(args)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input: the message names the file/field and the fix; a traceback adds nothing
+        # for the user (-v shows it).
+        if args.verbose:
+            raise
+        print(f"recdistill {args.verb}: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -49,3 +49,15 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
 def test_pipeline_parameters_must_be_key_value():
     with pytest.raises(SystemExit, match="'student_config' must look like key=value"):
         cli.main(["submit", "--host", "http://127.0.0.1:9", "student_config"])
+
+
+def test_bad_input_exits_2_with_the_message_not_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "student.config"
+    bad.write_text("model_config { model_class: 'DSSM' kd { temperature: -1 } }\n")
+
+    assert cli.main(["train", "--config", str(bad)]) == 2
+
+    err = capsys.readouterr().err
+    assert err.startswith("recdistill train: error: ")
+    assert f"{bad}:1: model_config.kd[0].temperature must be >= 0, got -1" in err
+    assert "Traceback" not in err
