@@ -330,10 +330,29 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, load average {load} (1/5/15 min) at the end"
 
 
+#: Everything after this line in a results file is hand-written analysis that reruns keep.
+NOTES_MARKER = "<!-- findings: kept by bench/quality.py when it rewrites this file -->"
+
+
+def _kept_findings(path: str) -> str:
+    """The hand-written part of an existing results file (from NOTES_MARKER on), or ''."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    return text[text.index(NOTES_MARKER):] if NOTES_MARKER in text else ""
+
+
 def write_report(out_dir: str, data: str, rows: list, seeds: int, seconds: float,
                  notes: str) -> str:
-    """Writes quality-<data>.md and its PNG; returns the .md path."""
+    """Writes quality-<data>.md and its PNG; returns the .md path.
+
+    The measured part is rewritten; findings written below ``NOTES_MARKER`` are kept.
+    """
     os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"quality-{data}.md")
+    findings = _kept_findings(path) or NOTES_MARKER + "\n"
     png = f"quality-{data}.png"
     plot(rows, os.path.join(out_dir, png), f"DSSM + kd on {data}, {seeds} seed(s)")
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/quality.py",
@@ -345,8 +364,8 @@ def write_report(out_dir: str, data: str, rows: list, seeds: int, seconds: float
             f"{table(rows)}\n\n![AUC per setting]({png})\n\n{notes}"
             f"- command: `{command}`\n"
             f"- machine: {machine()}\n"
-            f"- wall time: {seconds / 60:.1f} min ({seconds:.0f} s)\n")
-    path = os.path.join(out_dir, f"quality-{data}.md")
+            f"- wall time: {seconds / 60:.1f} min ({seconds:.0f} s)\n\n"
+            f"{findings}")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
