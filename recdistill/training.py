@@ -425,6 +425,7 @@ def _write_training_report(cfg, model_dir: str) -> None:
     logger.info("Wrote %s", filesystems.join(model_dir, TRAINING_REPORT))
 
 
+_SEED_STATE = "seed_generator_state"
 _OWNER_SUFFIX = re.compile(r"^([^/]*?)(?:_\d+)?/")
 
 
@@ -443,6 +444,8 @@ def variables_by_path(variables) -> dict:
     """
     by_path = {}
     for variable in variables:
+        if variable.name == _SEED_STATE:
+            continue  # dropout's RNG state: numbered per process, and nothing to resume
         key = _OWNER_SUFFIX.sub(r"\1/", variable.path, count=1)
         if key in by_path:
             raise ValueError(f"two variables share the path {key!r}; give the layers distinct "

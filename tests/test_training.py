@@ -165,6 +165,8 @@ def test_kd_pulls_the_student_towards_the_teacher(data, tmp_path):
 
 def test_a_restarted_job_continues_from_the_last_checkpoint(data, tmp_path):
     cfg = _config(data.student_config, save_checkpoints_steps=40)
+    for tower in (cfg.model_config.dssm.user_tower, cfg.model_config.dssm.item_tower):
+        tower.dnn.dropout_ratio[:] = [0.1, 0.1]  # dropout's RNG state is not checkpointed
     model_dir = str(tmp_path / "student")
     first = training.train(cfg, model_dir=model_dir, num_steps=100)
     assert first.steps == 100
