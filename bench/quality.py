@@ -48,7 +48,6 @@ from recdistill import config as config_lib  # noqa: E402
 from recdistill.protos import pipeline_pb2  # noqa: E402
 
 MOVIELENS_DIR = os.path.join(REPO, "..", "shared", "data", "ml-100k")
-SAMPLE_ROWS = 25_000
 DCN, GBDT = "DCN", "GBDT"
 NO_KD = "DSSM no kd"
 #: Fields of the kd block the table shows for each setting.
@@ -119,7 +118,7 @@ def prepare_data(data: str, out_dir: str):
     if data == "sample":
         from recdistill.data import sample
 
-        return sample.write_sample_data(out_dir, rows=SAMPLE_ROWS)
+        return sample.write_sample_data(out_dir)
     from recdistill.data import movielens
 
     if not os.path.isdir(MOVIELENS_DIR):
@@ -380,7 +379,7 @@ def sample_reference() -> str:
     from recdistill import metrics
     from recdistill.data import sample
 
-    generated = sample.generate_sample(SAMPLE_ROWS)
+    generated = sample.generate_sample()
     eval_rows = slice(generated.n_train, None)
     labels = generated.columns[sample.LABEL][eval_rows]
     with_position = metrics.auc(labels, generated.click_prob[eval_rows])

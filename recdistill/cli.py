@@ -30,7 +30,8 @@ def _params(pairs) -> dict:
 def _sample_data(args):
     from recdistill.data import sample
 
-    result = sample.write_sample_data(args.out, rows=args.rows, seed=args.seed)
+    rows = {"rows": args.rows} if args.rows else {}
+    result = sample.write_sample_data(args.out, seed=args.seed, **rows)
     print(json.dumps({k: str(v) for k, v in vars(result).items()}, indent=2))
 
 
@@ -113,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("sample-data", help="write the synthetic sample dataset and configs")
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=25_000,
-                   help="total impressions; the last 20%% (by time) form eval.csv")
+    p.add_argument("--rows", type=int, default=None,
+                   help="total impressions (default: the sample's 50,000); the last 20%% "
+                        "(by time) form eval.csv")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample_data)
 

@@ -30,7 +30,7 @@ def test_first_run_trains_teacher_student_baseline_and_pushes_version_1(two_runs
     assert first.metrics["blessed"] is True
     soft = first.artifacts["generate-soft-labels/soft_labels"]
     stats = json.loads(open(os.path.join(soft, "stats.json")).read())
-    assert stats["rows_read"] == stats["rows_written"] == 20_000
+    assert stats["rows_read"] == stats["rows_written"] == 40_000
     assert os.path.exists(os.path.join(work, "serving", "1", "saved_model.pb"))
 
 
