@@ -196,6 +196,11 @@ def _compression(path: str) -> str:
     return "GZIP" if path.endswith(".gz") else ""
 
 
+def _tf_compression(path: tf.Tensor) -> tf.Tensor:
+    """:func:`_compression` for a path tensor inside ``interleave``."""
+    return tf.where(tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", "")
+
+
 class _LineReader:
     """Shared tf.data plumbing for line-oriented formats: shards -> lines -> batches -> dicts."""
 
@@ -267,8 +272,7 @@ class _CsvReader(_LineReader):
         return tf.constant([value], features_lib.serving_dtype(field.input_type))
 
     def _lines(self, path):
-        lines = tf.data.TextLineDataset(path, compression_type=tf.where(
-            tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", ""))
+        lines = tf.data.TextLineDataset(path, compression_type=_tf_compression(path))
         return lines.skip(1) if self.config.data_config.with_header else lines
 
     def _decode(self, lines):
@@ -304,8 +308,7 @@ class _TfRecordReader(_LineReader):
                 [], features_lib.serving_dtype(field.input_type)))
 
     def _lines(self, path):
-        return tf.data.TFRecordDataset(path, compression_type=tf.where(
-            tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", ""))
+        return tf.data.TFRecordDataset(path, compression_type=_tf_compression(path))
 
     def _decode(self, records):
         parsed = tf.io.parse_example(records, self._spec)
@@ -319,16 +322,10 @@ def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num
               for name in columns}
     fields = list(dict.fromkeys(columns + labels))
     window = batch_size * max(1, -(-config.data_config.shuffle_buffer_size // batch_size))
-    defaults = {name: features_lib.default_value(config_lib.input_field(config, name))
-                for name in columns}
 
     def to_numpy(batch, name, dtype):
-        column = batch.column(name)
-        if column.null_count:
-            import pyarrow.compute as pc
-
-            column = pc.fill_null(column, defaults[name])
-        values = column.to_numpy(zero_copy_only=False)
+        # tables.iter_batches already filled empty values with the field's default.
+        values = batch.column(name).to_numpy(zero_copy_only=False)
         return values.astype(object) if dtype == tf.string else values.astype(dtype.as_numpy_dtype)
 
     def batches():
