@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher")
     p.add_argument("--champion")
     p.add_argument("--baseline")
-    p.add_argument("--thresholds", help="thresholds file (JSON) or inline JSON")
+    p.add_argument("--thresholds", help="thresholds file (YAML/JSON) or inline YAML/JSON, e.g. 'min_auc: 0.7'")
     p.set_defaults(func=_evaluate)
 
     p = verbs.add_parser("push", help="push a blessed model to <destination>/<version>/")

@@ -61,7 +61,7 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
                             model_dir=model_dir, warm_start=warm_start or None,
                             num_steps=num_steps or None, mixed_precision=mixed_precision)
     if report_copy:
-        _copy_file(filesystems.join(model_dir, training.TRAINING_REPORT), report_copy)
+        filesystems.copy_tree(filesystems.join(model_dir, training.TRAINING_REPORT), report_copy)
     return result
 
 
@@ -83,7 +83,7 @@ def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
     """Scores the eval table and decides the blessing (``recdistill.evaluation``).
 
     Args:
-      thresholds: a thresholds file URI or inline JSON ('' = none configured: not blessed).
+      thresholds: a thresholds file URI or inline YAML/JSON ('' = none configured: not blessed).
       report_copy: also write report.html here (the KFP ``HTML`` artifact's file).
     """
     from recdistill import evaluation
@@ -94,7 +94,7 @@ def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
                                  baseline_uri=baseline_uri or None,
                                  thresholds=thresholds or None, out_dir=out_dir)
     if report_copy:
-        _copy_file(result.report_uri, report_copy)
+        filesystems.copy_tree(result.report_uri, report_copy)
     return result
 
 
@@ -110,11 +110,5 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str = "", ke
     """Pushes a blessed model to ``<destination>/<version>/`` (``recdistill.push``)."""
     from recdistill import push
 
-    return push.push_model(exported.resolve_export(model_uri), destination,
-                           evaluation_dir=evaluation_dir or None, keep=keep or None, force=force)
-
-
-def _copy_file(source: str, target: str) -> None:
-    """Copies one file, e.g. a report into the path KFP shows as an ``HTML`` artifact."""
-    with filesystems.open_input(source) as src, filesystems.open_output(target) as dst:
-        dst.write(src.read())
+    return push.push_model(model_uri, destination, evaluation_dir=evaluation_dir or None,
+                           keep=keep or None, force=force)
