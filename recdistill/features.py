@@ -108,6 +108,17 @@ def default_value(field: _Field):
                          f"{_FieldType.Name(field.input_type)}. Fix default_val.") from None
 
 
+def example_spec(config: pipeline_pb2.EasyRecConfig, columns: Mapping[str, tf.DType]) -> dict:
+    """``tf.io.parse_example`` spec for raw ``columns`` (input name -> serving dtype).
+
+    One ``FixedLenFeature([], dtype)`` per column, defaulting to the input field's
+    :func:`default_value`; serving dtypes are exactly the ones tf.Example stores.
+    """
+    return {name: tf.io.FixedLenFeature(
+                [], dtype, default_value=default_value(config_lib.input_field(config, name)))
+            for name, dtype in columns.items()}
+
+
 def vocabulary(fc: _FeatureConfig) -> list:
     """The tokens of ``vocab_list``, or the lines of ``vocab_file`` (local or gs://)."""
     if fc.vocab_list:

@@ -25,7 +25,6 @@ import keras
 import tensorflow as tf
 
 import recdistill
-from recdistill import config as config_lib
 from recdistill import exported
 from recdistill import features as features_lib
 from recdistill.data import filesystems
@@ -38,21 +37,11 @@ def _dummy_batch(input_columns: Mapping[str, tf.DType]) -> dict:
             for name, dtype in input_columns.items()}
 
 
-def _example_spec(model: keras.Model) -> dict:
-    """One ``FixedLenFeature`` per input column, defaulting to the field's default_val."""
-    spec = {}
-    for name, dtype in model.input_columns.items():
-        field = config_lib.input_field(model.pipeline_config, name)
-        spec[name] = tf.io.FixedLenFeature([], dtype,
-                                           default_value=features_lib.default_value(field))
-    return spec
-
-
 def _archive(model: keras.Model) -> keras.export.ExportArchive:
     """An ExportArchive tracking ``model`` with both endpoints."""
     input_specs = {name: tf.TensorSpec([None], dtype, name=name)
                    for name, dtype in model.input_columns.items()}
-    example_spec = _example_spec(model)
+    example_spec = features_lib.example_spec(model.pipeline_config, model.input_columns)
 
     def predict(features):
         return {k: tf.cast(v, tf.float32) for k, v in model(features, training=False).items()}

@@ -133,12 +133,10 @@ def predict_probs(cfg, model, columns: Mapping[str, np.ndarray]) -> np.ndarray:
 class _GbdtServing(tf.Module):
     """Wraps YDF's TF function so the SavedModel speaks recdistill's contract."""
 
-    def __init__(self, ydf_function, dtypes: Mapping[str, tf.DType],
-                 defaults: Mapping[str, object]):
+    def __init__(self, ydf_function, example_spec: Mapping[str, tf.io.FixedLenFeature]):
         super().__init__()
         self.ydf_function = ydf_function
-        self._dtypes = dict(dtypes)
-        self._defaults = dict(defaults)
+        self._example_spec = dict(example_spec)
 
     def serve(self, **columns):
         probs = tf.reshape(self.ydf_function(columns), [-1])
@@ -146,10 +144,7 @@ class _GbdtServing(tf.Module):
         return {LOGITS: tf.math.log(clipped) - tf.math.log1p(-clipped), PROBS: probs}
 
     def serve_examples(self, examples):
-        # Serving dtypes (string, int64, float32) are exactly the ones tf.Example stores.
-        spec = {name: tf.io.FixedLenFeature([], dtype, self._defaults[name])
-                for name, dtype in self._dtypes.items()}
-        return self.serve(**tf.io.parse_example(examples, spec))
+        return self.serve(**tf.io.parse_example(examples, self._example_spec))
 
 
 def export_gbdt(cfg, model, export_path: str, metadata: Mapping[str, object]) -> None:
@@ -167,11 +162,9 @@ def export_gbdt(cfg, model, export_path: str, metadata: Mapping[str, object]) ->
         ``custom_ops``, ``inputs`` and ``outputs`` are filled in here.
     """
     dtypes = input_columns(cfg)
-    defaults = {name: features_lib.default_value(config_lib.input_field(cfg, name))
-                for name in dtypes}
     with tempfile.TemporaryDirectory() as tmp:
         module = _GbdtServing(model.to_tensorflow_function(temp_dir=tmp),
-                              dtypes, defaults)
+                              features_lib.example_spec(cfg, dtypes))
         serving = tf.function(module.serve).get_concrete_function(
             **{name: tf.TensorSpec([None], dtype, name=name) for name, dtype in dtypes.items()})
         examples = tf.function(module.serve_examples).get_concrete_function(
