@@ -114,10 +114,7 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str, conf
     if not 0.0 <= max_bad_rows_fraction <= 1.0:
         raise ValueError(f"max_bad_rows_fraction must be in [0, 1], got {max_bad_rows_fraction}. "
                          "Use 0 to fail on the first bad row.")
-    shards = filesystems.expand(input_uri)
-    if not shards:
-        raise FileNotFoundError(f"{input_uri}: no data files match. Pass a file, a folder of "
-                                "shards or a glob of the training data.")
+    shards = filesystems.expand(input_uri)  # FileNotFoundError naming input_uri when empty
     handler = handlers.TeacherModelHandler(teacher_uri, batch_size=batch_size)
     # Workers acquire the teacher through this handle: in-process runners (DirectRunner)
     # reuse the model loaded here for the check while `model` keeps it alive; remote
