@@ -496,7 +496,7 @@ def _check_towers(cfg) -> Iterator[_Problem]:
             if tower_input not in groups:
                 yield _Problem(f"model_config.dcn.{tower}.input", "must name a feature group",
                                _show(tower_input), valid)
-    labels = list(cfg.data_config.label_fields)
+    labels = label_fields(cfg)
     for i, task in enumerate(model.task_towers):
         if task.label_name not in labels:
             yield _Problem(f"model_config.task_towers[{i}].label_name", "must be a label field",
@@ -504,7 +504,7 @@ def _check_towers(cfg) -> Iterator[_Problem]:
 
 
 def _check_kd(cfg) -> Iterator[_Problem]:
-    labels = list(cfg.data_config.label_fields)
+    labels = label_fields(cfg)
     for i, kd in enumerate(cfg.model_config.kd):
         path = f"model_config.kd[{i}]"
         if not kd.pred_name:

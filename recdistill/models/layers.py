@@ -252,7 +252,7 @@ class RecModel(keras.Model):
                 raise ValueError(f"model_config.task_towers: tower_name must be set and unique, "
                                  f"got {names}.")
             return [(f"logits_{t.tower_name}", t.label_name, float(t.weight)) for t in towers]
-        labels = list(self.pipeline_config.data_config.label_fields)
+        labels = config_lib.label_fields(self.pipeline_config)
         if not labels:
             raise ValueError("data_config.label_fields is empty; the model needs a hard label. "
                              "Add label_fields (the click/label column).")
