@@ -160,9 +160,14 @@ def _parse_normalizer(fc: _FeatureConfig) -> tuple:
     return method, params
 
 
+def l2_regularizer(weight: float) -> Optional[keras.regularizers.Regularizer]:
+    """``keras.regularizers.L2(weight)``, or None (no regularizer) when ``weight`` is 0."""
+    return keras.regularizers.L2(weight) if weight > 0 else None
+
+
 def _embedding(name: str, rows: int, dim: int, regularization: float) -> keras.layers.Embedding:
-    reg = keras.regularizers.L2(regularization) if regularization > 0 else None
-    return keras.layers.Embedding(rows, dim, embeddings_regularizer=reg, name=name)
+    return keras.layers.Embedding(rows, dim, embeddings_regularizer=l2_regularizer(regularization),
+                                  name=name)
 
 
 def _as_string(x: tf.Tensor) -> tf.Tensor:
@@ -289,10 +294,9 @@ class FeatureEncoder(keras.layers.Layer):
             else:
                 self.output_dim = buckets
         elif self.embedding_dim > 0:
-            reg = (keras.regularizers.L2(self.embedding_regularization)
-                   if self.embedding_regularization > 0 else None)
             self.projection = keras.layers.Dense(self.embedding_dim, use_bias=False,
-                                                 kernel_regularizer=reg,
+                                                 kernel_regularizer=l2_regularizer(
+                                                     self.embedding_regularization),
                                                  name=f"{self.name}_proj")
             self.output_dim = self.embedding_dim
         else:

@@ -23,9 +23,7 @@ from recdistill.protos import pipeline_pb2
 ACTIVATIONS = ("relu", "elu", "selu", "gelu", "sigmoid", "tanh", "swish", "leaky_relu",
                "relu6", "softplus", "linear")
 
-
-def _l2(weight: float):
-    return keras.regularizers.L2(weight) if weight > 0 else None
+_l2 = features_lib.l2_regularizer
 
 
 def activation(name: str):
