@@ -159,7 +159,7 @@ def export_gbdt(cfg, model, export_path: str, metadata: Mapping[str, object]) ->
       model: the ``ydf`` model from :func:`train_gbdt`.
       export_path: the export folder, local or gs://.
       metadata: extra ``recdistill.json`` entries (config text, metrics, ...);
-        ``custom_ops``, ``inputs`` and ``outputs`` are filled in here.
+        ``custom_ops``, ``model_class``, ``inputs`` and ``outputs`` are filled in here.
     """
     dtypes = input_columns(cfg)
     with tempfile.TemporaryDirectory() as tmp:
