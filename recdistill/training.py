@@ -554,16 +554,15 @@ def _train_gbdt(cfg, train_uri, eval_uri, model_dir) -> TrainResult:
     datasets.check_inputs(train_uri, cfg, columns=columns, labels=[label])
     started = time.perf_counter()
     table = tables.read_table(train_uri, cfg.data_config, fields=columns + [label])
-    data = {name: table.column(name).to_numpy(zero_copy_only=False) for name in columns}
-    model = gbdt.train_gbdt(cfg, data, table.column(label).to_numpy(zero_copy_only=False))
+    model = gbdt.train_gbdt(cfg, _numpy_columns(table, columns),
+                            table.column(label).to_numpy(zero_copy_only=False))
     seconds = max(time.perf_counter() - started, 1e-9)
     train_metrics = {"steps": model.num_trees(), "examples_per_sec": table.num_rows / seconds}
     eval_metrics = {}
     if eval_uri:
         datasets.check_inputs(eval_uri, cfg, columns=columns, labels=[label])
         table = tables.read_table(eval_uri, cfg.data_config, fields=columns + [label])
-        probs = gbdt.predict_probs(cfg, model, {name: table.column(name).to_numpy(
-            zero_copy_only=False) for name in columns})
+        probs = gbdt.predict_probs(cfg, model, _numpy_columns(table, columns))
         eval_metrics = _classification(table.column(label).to_numpy(zero_copy_only=False), probs,
                                        label, primary=True, several=False)
         logger.info("Eval on %s: %s", eval_uri, eval_metrics)
@@ -572,3 +571,8 @@ def _train_gbdt(cfg, train_uri, eval_uri, model_dir) -> TrainResult:
                      _metadata(cfg, [(None, label, 1.0)], train_metrics, eval_metrics))
     return TrainResult(model_dir=model_dir, export_dir=export_path, steps=model.num_trees(),
                        metrics={**train_metrics, **eval_metrics})
+
+
+def _numpy_columns(table, names) -> dict:
+    """``{name: numpy array}`` for the named columns of a pyarrow table."""
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in names}
