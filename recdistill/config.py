@@ -121,6 +121,12 @@ def soft_label_fields(cfg) -> list[str]:
     return list(dict.fromkeys(kd.soft_label_name for kd in cfg.model_config.kd))
 
 
+def hard_label_fields(cfg) -> list[str]:
+    """The label fields that are not kd soft labels (the clicks, conversions, ...), in order."""
+    soft = set(soft_label_fields(cfg))
+    return [name for name in label_fields(cfg) if name not in soft]
+
+
 def input_field(cfg, name: str):
     """The ``data_config.input_fields`` entry named ``name``.
 

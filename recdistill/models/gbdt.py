@@ -54,8 +54,7 @@ def hard_label(cfg) -> str:
     Raises:
       ValueError: the config has no hard label or several (a GBDT teacher has one target).
     """
-    soft = set(config_lib.soft_label_fields(cfg))
-    hard = [name for name in config_lib.label_fields(cfg) if name not in soft]
+    hard = config_lib.hard_label_fields(cfg)
     if len(hard) != 1:
         raise ValueError(f"data_config.label_fields must hold exactly one hard label for a GBDT "
                          f"teacher, got {hard}. Keep one 0/1 label (train one GBDT per target).")

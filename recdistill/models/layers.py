@@ -250,10 +250,11 @@ class RecModel(keras.Model):
                 raise ValueError(f"model_config.task_towers: tower_name must be set and unique, "
                                  f"got {names}.")
             return [(f"logits_{t.tower_name}", t.label_name, float(t.weight)) for t in towers]
-        labels = config_lib.label_fields(self.pipeline_config)
+        labels = config_lib.hard_label_fields(self.pipeline_config)
         if not labels:
-            raise ValueError("data_config.label_fields is empty; the model needs a hard label. "
-                             "Add label_fields (the click/label column).")
+            raise ValueError("data_config.label_fields holds no hard label (only kd soft labels, "
+                             "or none); the model needs one. Add the click/label column to "
+                             "label_fields.")
         return [("logits", labels[0], 1.0)]
 
     @property

@@ -150,3 +150,11 @@ def test_model_config_round_trip_rebuilds_the_same_structure():
     clone = DSSM.from_config(model.get_config())
     assert clone.input_columns == model.input_columns
     assert clone.prediction_names == model.prediction_names
+
+
+def test_the_hard_label_is_the_first_label_that_is_not_a_soft_label():
+    # EasyRec configs usually list the click first, but a soft label listed first must not
+    # become the target of the hard-label loss.
+    cfg = _config(STUDENT, **{'label_fields: ["label", "teacher_logits"]':
+                              'label_fields: ["teacher_logits", "label"]'})
+    assert build_model(cfg).targets == [("logits", "label", 1.0)]
