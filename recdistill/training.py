@@ -32,7 +32,6 @@ Does all IO through ``recdistill.data``; never imports ``kfp``.
 """
 
 import dataclasses
-import glob
 import logging
 import os
 import re
@@ -406,7 +405,8 @@ def read_scalars(model_dir: str) -> dict:
     import tensorflow as tf
 
     values = {}
-    for path in sorted(glob.glob(os.path.join(model_dir, EVENTS_SUBDIR, "events.*"))):
+    # tf.io.gfile, like the summary writer, so a gs:// model_dir is read too.
+    for path in sorted(tf.io.gfile.glob(os.path.join(model_dir, EVENTS_SUBDIR, "events.*"))):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 values.setdefault(value.tag, {})[event.step] = float(
