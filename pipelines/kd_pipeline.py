@@ -70,7 +70,7 @@ def kd_pipeline(
       teacher_config: URI of the teacher's config, trained when ``teacher_uri`` is ''.
       teacher_uri: an existing teacher export to reuse, or ''.
       run_date: defaults to the schedule time of a recurring run.
-      thresholds: blessing thresholds (file URI or inline JSON); '' blesses nothing.
+      thresholds: blessing thresholds (file URI or inline YAML/JSON); '' blesses nothing.
       beam_runner: Beam runner of the soft-label job.
       beam_args: extra Beam pipeline options.
       max_bad_rows_fraction: malformed rows tolerated by the soft-label job.

@@ -122,13 +122,14 @@ def format_summary(run: LocalRun) -> str:
                          f"{_num(m.get('logloss'), 8)}")
     gain = run.metrics.get("kd_gain") or {}
     if gain:
-        lines.append(f"  kd gain (student - baseline): AUC {gain.get('auc', float('nan')):+.4f}, "
-                     f"GAUC {gain.get('gauc', float('nan')):+.4f}")
+        lines.append(f"  kd gain (student - baseline): AUC {_num(gain.get('auc'), 0, '+.4f')}, "
+                     f"GAUC {_num(gain.get('gauc'), 0, '+.4f')}")
     agreement = run.metrics.get("teacher_student") or {}
     if agreement:
-        lines.append(f"  teacher-student agreement: Spearman {agreement['spearman']:.3f}, "
+        lines.append(f"  teacher-student agreement: Spearman "
+                     f"{_num(agreement['spearman'], 0, '.3f')}, "
                      f"top-{agreement['topk_overlap']['k']} overlap "
-                     f"{agreement['topk_overlap']['mean'] or float('nan'):.3f}")
+                     f"{_num(agreement['topk_overlap']['mean'], 0, '.3f')}")
     blessing = run.metrics.get("blessing", {})
     lines.append(f"  blessed: {run.metrics.get('blessed')} "
                  f"({'; '.join(blessing.get('reasons', []))})")
@@ -138,5 +139,6 @@ def format_summary(run: LocalRun) -> str:
     return "\n".join(lines)
 
 
-def _num(value, width: int = 7) -> str:
-    return f"{value:{width}.4f}" if isinstance(value, (int, float)) else f"{'-':>{width}s}"
+def _num(value, width: int = 7, spec: str = ".4f") -> str:
+    """``value`` formatted with ``spec``, or '-' for a metric that was not computed (None)."""
+    return (format(value, spec) if isinstance(value, (int, float)) else "-").rjust(width)

@@ -15,7 +15,7 @@ def push_model(model: Input[Model], evaluation: Input[Artifact], destination: st
       model: the blessed student.
       evaluation: the evaluate step's output (its metrics.json must say blessed).
       destination: the serving base directory TF Serving polls (local path or gs://).
-      run_date: the run's date, recorded with the pushed version.
+      run_date: the run's date; part of the cache key.
       keep: versions to keep (0 = all); older ones are deleted after the new one is complete.
     """
     from recdistill import steps
