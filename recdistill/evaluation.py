@@ -112,11 +112,11 @@ def _target(cfg) -> _Target:
         tower = cfg.model_config.task_towers[0]
         label, prediction = tower.label_name, f"probs_{tower.tower_name}"
     else:
-        soft = set(config_lib.soft_label_fields(cfg))
-        hard = [f for f in config_lib.label_fields(cfg) if f not in soft]
+        hard = config_lib.hard_label_fields(cfg)
         if not hard:
             raise ValueError("data_config.label_fields has no hard label (every label field is "
-                             f"a kd soft_label_name: {sorted(soft)}). Add the click label.")
+                             f"a kd soft_label_name: {sorted(config_lib.soft_label_fields(cfg))})."
+                             " Add the click label.")
         label, prediction = hard[0], "probs"
     kd = cfg.model_config.kd
     teacher_prediction = kd[0].teacher_pred_name if kd and kd[0].teacher_pred_name else prediction
