@@ -51,12 +51,12 @@ def _png(figure) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{encoded}">'
 
 
-def roc_plot(labels, probs_by_model: Mapping) -> str:
-    """ROC curves of every model on one plot, AUC in the legend."""
+def roc_plot(labels, probs_by_model: Mapping, auc_by_model: Mapping) -> str:
+    """ROC curves of every model on one plot, its AUC (as evaluation computed it) in the legend."""
     figure, ax = _figure()
     for name, probs in probs_by_model.items():
         roc = metrics.roc_points(labels, probs)
-        ax.plot(roc["fpr"], roc["tpr"], label=f"{name} (AUC {metrics.auc(labels, probs):.4f})")
+        ax.plot(roc["fpr"], roc["tpr"], label=f"{name} (AUC {auc_by_model[name]:.4f})")
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
     ax.legend(loc="lower right")
@@ -145,7 +145,8 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
             ["AUC gain", "GAUC gain", "logloss reduction"],
             [[gain["auc"], gain["gauc"], gain["logloss_reduction"]]])))
     distributions = {k: probs_by_model[k] for k in ("student", "teacher") if k in probs_by_model}
-    parts.append(_section("Plots", roc_plot(labels, probs_by_model)
+    aucs = {name: m["auc"] for name, m in result["models"].items()}
+    parts.append(_section("Plots", roc_plot(labels, probs_by_model, aucs)
                           + calibration_plot(labels, probs_by_model)
                           + distribution_plot(distributions)))
     title = (f"recdistill evaluation: {result['examples']} rows, label "
