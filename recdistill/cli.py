@@ -70,7 +70,11 @@ def _push(args):
 
     result = steps.push_model(args.model, args.destination, evaluation_dir=args.evaluation or "",
                               keep=args.keep, force=args.force)
+    if not result.pushed:
+        print(f"recdistill push: not pushed: {result.reason}", file=sys.stderr)
+        return 1
     print(result.version_uri)
+    return 0
 
 
 def _run(args):
@@ -202,7 +206,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        status = args.func(args)
     except (ValueError, FileNotFoundError) as error:
         # Bad input: the message names the file/field and the fix; a traceback adds nothing
         # for the user (-v shows it).
@@ -210,7 +214,7 @@ def main(argv=None) -> int:
             raise
         print(f"recdistill {args.verb}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,15 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert set(metrics["models"]) == {"student", "teacher"}
 
+    # Not blessed: nothing pushed, exit 1 with the reason.
+    refused = tmp_path / "refused"
+    _run(capsys, "evaluate", "--model", student_dir, "--data", sample["eval_path"], "--config",
+         sample["student_config"], "--out", refused)  # no thresholds: not blessed
+    assert cli.main(["push", "--model", str(student_dir), "--destination",
+                     str(tmp_path / "serving"), "--evaluation", str(refused)]) == 1
+    assert "recdistill push: not pushed: " in capsys.readouterr().err
+    assert not (tmp_path / "serving").exists() or not os.listdir(tmp_path / "serving")
+
     pushed = _run(capsys, "push", "--model", student_dir, "--destination", tmp_path / "serving",
                   "--evaluation", evaluation).strip()
     assert pushed == str(tmp_path / "serving" / "1")
