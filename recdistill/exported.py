@@ -82,12 +82,15 @@ class ExportedModel:
       inputs: input column name -> tf.DType expected by ``serving_default``.
       outputs: output names returned by ``serving_default``.
       metadata: contents of ``recdistill.json`` (empty when the export has none).
+      local_path: a local folder holding the export's files (``uri`` itself when local; the
+        download of a gs:// export, so readers of the files need not fetch it again).
     """
 
     uri: str
     inputs: dict
     outputs: list
     metadata: dict
+    local_path: str
     _signature: Any = dataclasses.field(repr=False)
     _loaded: Any = dataclasses.field(repr=False)  # keeps the SavedModel's variables alive
 
@@ -183,4 +186,4 @@ def load_exported(uri: str) -> ExportedModel:
     inputs = {name: spec.dtype for name, spec in signature.structured_input_signature[1].items()}
     outputs = sorted(signature.structured_outputs)
     return ExportedModel(uri=uri, inputs=inputs, outputs=outputs, metadata=metadata,
-                         _signature=signature, _loaded=loaded)
+                         local_path=local, _signature=signature, _loaded=loaded)

@@ -326,7 +326,7 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     try:
-        copied = _copy_files(filesystems.localize(source_uri), staging)
+        copied = _copy_files(source.local_path, staging)
         _verify(source, staging)
         _write_json(filesystems.join(staging, PUSH_METADATA_FILE), metadata)
         if staging != final:
