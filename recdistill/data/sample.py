@@ -37,10 +37,13 @@ ITEM_ID = "item_id"
 CATEGORY = "category"
 PRICE = "price"
 ITEM_TAGS = "item_tags"
+#: The privileged feature: the slot the item was shown in, known in the training log but not
+#: when the student ranks a candidate (it is what the ranking decides).
 POSITION = "position"
-#: The feature only the teacher sees: the slot the item was shown in, known in the training log
-#: but not when the student ranks a candidate (it is what the ranking decides).
-PRIVILEGED = POSITION
+#: A ranking feature: the user's click-through rate on this item and similar ones in earlier
+#: impressions, from the feature store. Known when ranking, but a cross of user and item, so a
+#: two-tower student cannot take it (each tower sees one side only).
+USER_ITEM_CTR = "user_item_ctr"
 LABEL = "clk"
 #: The column the soft-label job appends: the teacher's logit for the row.
 SOFT_LABEL = "kd_soft"
@@ -71,8 +74,13 @@ STUDENT_NOKD_MODEL_DIR = "models/student_nokd"
 # ---------------------------------------------------------------- feature roles
 USER_GROUP = "user"
 ITEM_GROUP = "item"
+#: Teacher-only features of two kinds: ``ranking`` ones are known at serving time but cross user
+#: and item (what a fine-ranking model has over a two-tower pre-ranker), ``privileged`` ones
+#: exist only in the training log. kd can pass on what a ranking feature says about (user,
+#: item), but hardly what a privileged one says about the moment (bench/quality.py).
+RANKING_GROUP = "ranking"
 PRIVILEGED_GROUP = "privileged"
-_GROUPS = (USER_GROUP, ITEM_GROUP, PRIVILEGED_GROUP)
+_GROUPS = (USER_GROUP, ITEM_GROUP, RANKING_GROUP, PRIVILEGED_GROUP)
 _FEATURE_TYPES = ("IdFeature", "RawFeature", "TagFeature")
 _INPUT_TYPES = ("INT32", "INT64", "STRING", "FLOAT", "DOUBLE", "BOOL")
 
@@ -86,7 +94,7 @@ class Feature:
         input_type: a DatasetConfig.FieldType name (STRING, INT64, FLOAT, ...).
         feature_type: IdFeature, RawFeature or TagFeature.
         group: ``user`` or ``item`` (the DSSM tower that reads it; the teacher reads all), or
-            ``privileged`` (only the teacher reads it).
+            ``ranking``/``privileged`` (only the teacher reads it; see ``RANKING_GROUP``).
         embedding_dim: embedding size; 0 for a RawFeature fed as a number.
         hash_bucket_size, num_buckets, vocab_list: how an Id/TagFeature maps values to rows.
         boundaries: bucket edges of a RawFeature (bucketised and embedded).
@@ -209,7 +217,7 @@ def render_configs(features: Sequence[Feature], *, batch_size: int, num_steps: i
     All three read the same columns (``features`` in order, then ``clk``; the kd student also a
     last DOUBLE ``kd_soft``), so one file layout serves every model:
 
-    * teacher: DCN over every feature, privileged ones included, trained on train.csv;
+    * teacher: DCN over every feature, ranking and privileged ones included, on train.csv;
     * student: DSSM, user tower over the ``user`` group and item tower over the ``item`` group,
       with one kd block distilling the teacher's logit (``kd_soft``, written by the soft-label job
       into ``soft_labels/train`` and ``soft_labels/eval``) into the student's ``logits``;
@@ -372,6 +380,7 @@ SAMPLE_FEATURES = (
     Feature(CATEGORY, "STRING", "IdFeature", ITEM_GROUP, embedding_dim=8, hash_bucket_size=50),
     Feature(PRICE, "FLOAT", "RawFeature", ITEM_GROUP, min_val=0.0, max_val=500.0),
     Feature(ITEM_TAGS, "STRING", "TagFeature", ITEM_GROUP, embedding_dim=8, hash_bucket_size=100),
+    Feature(USER_ITEM_CTR, "FLOAT", "RawFeature", RANKING_GROUP, min_val=0.0, max_val=1.0),
     Feature(POSITION, "INT64", "IdFeature", PRIVILEGED_GROUP, embedding_dim=4, num_buckets=10),
 )
 
@@ -385,6 +394,10 @@ _BASE_LOGIT = -0.2
 _POSITION_BIAS = -0.4 * np.arange(_NUM_SLOTS)
 #: How strongly the previous ranker put affine items in top slots (position ~ relevance).
 _RANKER_SHARPNESS = 0.3
+#: ``user_item_ctr`` counts k clicks in n ~ Poisson(this) earlier impressions of similar items.
+_HISTORY_IMPRESSIONS = 8.0
+#: ... and starts from this many impressions' worth of the average click rate.
+_PRIOR_IMPRESSIONS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,7 +440,7 @@ def _tag_strings(prefix: str, onehot: np.ndarray) -> np.ndarray:
 
 def generate_sample(rows: int = DEFAULT_ROWS, *, eval_fraction: float = 0.2,
                     seed: int = 0) -> GeneratedSample:
-    """Draws a synthetic feed-click log where distillation from a privileged teacher pays off.
+    """Draws a synthetic feed-click log where distillation from a ranking teacher pays off.
 
     Users (id, age, gender, interest tags) and items (id, category, price, tags) are fixed
     populations; each row is one impression of a popularity-weighted item to an activity-weighted
@@ -438,11 +451,18 @@ def generate_sample(rows: int = DEFAULT_ROWS, *, eval_fraction: float = 0.2,
     * interactions a two-tower model represents only approximately: +1.2 when the user's
       interests and the item's tags share any tag (an OR, not a dot product), an age-band ×
       category table, and a price sweet spot per gender × age-band segment,
-      ``-0.6 * (log price - sweet_spot)^2``;
-    * a position bias, -0.35 per slot over 10 slots, where the slot was chosen by a previous
+      ``-0.25 * (log price - sweet_spot)^2``;
+    * a position bias, -0.4 per slot over 10 slots, where the slot was chosen by a previous
       ranker that favours affine items: the privileged feature, seen by the teacher only.
 
-    Sizes scale with ``rows`` (one user per 50 rows, one item per 100), and about 20% of rows are
+    The ranking feature ``user_item_ctr`` is the click rate in n ~ Poisson(8) earlier impressions
+    of the same (user, item) kind, drawn from the position-free click probability and smoothed
+    towards the average: a noisy, unbiased view of everything above except the position. A
+    fine-ranking teacher reads it; the two-tower student has to learn the same (user, item)
+    structure from ids and tags, which is what the teacher's soft labels help with.
+
+    Sizes scale with ``rows`` (one user per ``ROWS_PER_USER`` rows, one item per
+    ``ROWS_PER_ITEM``), and about 20% of rows are
     clicks.
 
     Args:
@@ -507,6 +527,10 @@ def generate_sample(rows: int = DEFAULT_ROWS, *, eval_fraction: float = 0.2,
     click_prob = _sigmoid(logit + _POSITION_BIAS[position])
     click_prob_without = (slot_prob * _sigmoid(logit[:, None] + _POSITION_BIAS[None, :])).sum(axis=1)
     clk = (rng.random(rows) < click_prob).astype(np.int32)
+    seen = rng.poisson(_HISTORY_IMPRESSIONS, rows)
+    clicked = rng.binomial(seen, click_prob_without)
+    user_item_ctr = ((clicked + _PRIOR_IMPRESSIONS * click_prob_without.mean())
+                     / (seen + _PRIOR_IMPRESSIONS))
 
     columns = {
         USER_ID: np.array([f"u{x}" for x in u], dtype=object),
@@ -517,6 +541,7 @@ def generate_sample(rows: int = DEFAULT_ROWS, *, eval_fraction: float = 0.2,
         CATEGORY: np.array([f"c{x}" for x in range(_NUM_CATEGORIES)], dtype=object)[category[i]],
         PRICE: price[i],
         ITEM_TAGS: _tag_strings("t", item_tags)[i],
+        USER_ITEM_CTR: np.round(user_item_ctr, 4),
         POSITION: position.astype(np.int64),
         LABEL: clk,
     }

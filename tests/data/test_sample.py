@@ -14,8 +14,8 @@ from recdistill.data import sample
 from recdistill.protos import pipeline_pb2
 
 FEATURE_NAMES = ["user_id", "age", "gender", "interests", "item_id", "category", "price",
-                 "item_tags", "position"]
-STUDENT_FEATURES = FEATURE_NAMES[:-1]
+                 "item_tags", "user_item_ctr", "position"]
+STUDENT_FEATURES = FEATURE_NAMES[:-2]  # neither the ranking nor the privileged feature
 
 
 def _parse(path):
@@ -91,7 +91,7 @@ def test_tag_columns_are_distinct_tags_joined_by_the_tag_separator(written):
             assert all(len(t) == 3 and t[0] == "t" and 0 <= int(t[1:]) < 20 for t in tags)
 
 
-def test_teacher_reads_every_feature_and_students_leave_out_the_privileged_one(written):
+def test_teacher_reads_every_feature_and_students_leave_out_the_teacher_only_ones(written):
     teacher = _parse(written.teacher_config)
     assert teacher.model_config.model_class == "DCN"
     assert [f.input_names[0] for f in teacher.feature_config.features] == FEATURE_NAMES
@@ -166,6 +166,22 @@ def test_privileged_feature_raises_the_bayes_optimal_auc_by_a_clear_margin(gener
     assert with_privileged < 0.95
 
 
+def test_user_item_ctr_is_a_noisy_view_of_the_position_free_click_probability(generated):
+    ctr, clk = generated.columns["user_item_ctr"], generated.columns["clk"]
+    truth = generated.click_prob_without_privileged
+    assert np.all((ctr > 0) & (ctr < 1))
+    # Informative (a teacher that reads it beats the ids alone) but noisier than the truth ...
+    assert 0.70 < roc_auc_score(clk, ctr) < roc_auc_score(clk, truth) - 0.03
+    assert np.corrcoef(ctr, truth)[0, 1] > 0.6
+    # ... and blind to the position: at the same true probability, top and bottom slots look
+    # alike, although their click rates differ by more than 2x.
+    position = generated.columns["position"]
+    band = (truth > 0.15) & (truth < 0.25)
+    top, bottom = band & (position == 0), band & (position == 9)
+    assert abs(ctr[top].mean() - ctr[bottom].mean()) < 0.01
+    assert clk[top].mean() > 1.5 * clk[bottom].mean()
+
+
 def test_eval_rows_are_later_draws_of_the_same_users_and_items(generated):
     train, eval_ = generated.split("train"), generated.split("eval")
     for column, share in (("user_id", 0.95), ("item_id", 0.99)):
@@ -200,7 +216,8 @@ def test_render_configs_rejects_a_feature_named_like_the_label():
 
 
 def test_feature_rejects_an_unknown_group():
-    with pytest.raises(ValueError, match="group must be one of user, item, privileged, got 'ctx'"):
+    with pytest.raises(ValueError, match="group must be one of user, item, ranking, privileged, "
+                                         "got 'ctx'"):
         sample.Feature("hour", "INT64", "IdFeature", "ctx", 4, num_buckets=24)
 
 
