@@ -18,18 +18,22 @@ import numpy as np
 import pandas as pd
 
 from recdistill.data.sample import (AGE, GENDER, ITEM_GROUP, ITEM_ID, LABEL, PRIVILEGED_GROUP,
-                                    TAG_SEPARATOR, USER_GROUP, USER_ID, Feature, SampleData,
-                                    write_dataset)
+                                    RANKING_GROUP, TAG_SEPARATOR, USER_GROUP, USER_ID, Feature,
+                                    SampleData, write_dataset)
 
 logger = logging.getLogger(__name__)
 
 OCCUPATION = "occupation"
 GENRES = "genres"
 YEAR = "year"
+#: The ranking feature: the user's like-rate on this movie's genres (see ``prepare_movielens``).
+GENRE_LIKE_RATE = "genre_like_rate"
+#: How many ratings' worth of the global like-rate ``genre_like_rate`` starts from, so that a
+#: user with one rating in a genre does not get a rate of exactly 0 or 1.
+PRIOR_RATINGS = 2.0
 #: The privileged feature: the mean rating the user gave the movies rated just before and just
 #: after this one (see ``prepare_movielens``).
 NEARBY_RATING = "nearby_rating"
-PRIVILEGED = NEARBY_RATING
 #: A rating at or above this counts as a click.
 POSITIVE_RATING = 4
 #: How many ratings on each side of a row (same user, same split) ``nearby_rating`` averages.
@@ -53,6 +57,7 @@ MOVIELENS_FEATURES = (
     Feature(GENRES, "STRING", "TagFeature", ITEM_GROUP, embedding_dim=8, hash_bucket_size=50),
     Feature(YEAR, "FLOAT", "RawFeature", ITEM_GROUP, embedding_dim=8,
             boundaries=(1900.0, 1940.0, 1960.0, 1970.0, 1980.0, 1990.0, 1995.0)),
+    Feature(GENRE_LIKE_RATE, "FLOAT", "RawFeature", RANKING_GROUP, min_val=0.0, max_val=1.0),
     Feature(NEARBY_RATING, "FLOAT", "RawFeature", PRIVILEGED_GROUP, min_val=1.0, max_val=5.0),
 )
 
@@ -99,8 +104,36 @@ def _nearby_mean(users: np.ndarray, ratings: np.ndarray, fill: float) -> np.ndar
     return np.where(count > 0, total / np.maximum(count, 1), fill)
 
 
+def _genre_like_rate(train: pd.DataFrame, eval_: pd.DataFrame, flags: pd.DataFrame,
+                     prior: float) -> tuple[np.ndarray, np.ndarray]:
+    """``genre_like_rate`` of every train and eval row (rows of both in their given order).
+
+    Pooled over the movie's genres: (likes + PRIOR_RATINGS * prior) / (ratings + PRIOR_RATINGS),
+    counting the user's train ratings *before* this one for a train row (time, then item), and
+    all of the user's train ratings for an eval row, so no row sees its own label or the future
+    of its split.
+    """
+    by_user = train.sort_values(["user", "ts", "item"], kind="stable")
+    genres = flags.loc[by_user["item"]].to_numpy(np.float64)
+    liked = genres * (by_user["rating"].to_numpy() >= POSITIVE_RATING)[:, None]
+    users = by_user["user"].to_numpy()
+    stats = pd.DataFrame(np.hstack([liked, genres]), index=users)
+    totals = stats.groupby(level=0).sum()
+    before = (stats.groupby(level=0).cumsum() - stats).to_numpy()
+
+    def rate(history: np.ndarray, own: np.ndarray) -> np.ndarray:
+        likes = (history[:, :own.shape[1]] * own).sum(axis=1)
+        count = (history[:, own.shape[1]:] * own).sum(axis=1)
+        return np.round((likes + PRIOR_RATINGS * prior) / (count + PRIOR_RATINGS), 4)
+
+    train_rate = pd.Series(rate(before, genres), index=by_user.index).loc[train.index]
+    eval_history = totals.reindex(eval_["user"].to_numpy(), fill_value=0.0).to_numpy()
+    eval_rate = rate(eval_history, flags.loc[eval_["item"]].to_numpy(np.float64))
+    return train_rate.to_numpy(), eval_rate
+
+
 def _split_columns(log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
-                   fill: float) -> dict[str, np.ndarray]:
+                   like_rate: np.ndarray, fill: float) -> dict[str, np.ndarray]:
     by_user = log.sort_values(["user", "ts", "item"], kind="stable")
     nearby = pd.Series(_nearby_mean(by_user["user"].to_numpy(), by_user["rating"].to_numpy(float),
                                     fill), index=by_user.index)
@@ -113,21 +146,42 @@ def _split_columns(log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
         ITEM_ID: log["item"].astype(str).to_numpy(object),
         GENRES: joined["genres"].to_numpy(object),
         YEAR: joined["year"].to_numpy(np.float64),
+        GENRE_LIKE_RATE: like_rate,
         NEARBY_RATING: np.round(nearby.loc[log.index].to_numpy(), 4),
         LABEL: (log["rating"].to_numpy() >= POSITIVE_RATING).astype(np.int32),
     }
+
+
+def _split_by_user(log: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The last ``eval_fraction`` of each user's ratings (by time, then item) -> eval."""
+    by_user = log.sort_values(["user", "ts", "item"], kind="stable")
+    rank = by_user.groupby("user").cumcount().to_numpy()
+    size = by_user.groupby("user")["user"].transform("size").to_numpy()
+    n_eval = np.minimum(np.floor(size * eval_fraction + 0.5), size - 1)  # keep 1 train row
+    in_eval = pd.Series(rank >= size - n_eval, index=by_user.index)
+    in_eval = in_eval.loc[log.index].to_numpy()
+    return log[~in_eval], log[in_eval]
 
 
 def prepare_movielens(src_dir: str, out_dir: str, *, eval_fraction: float = 0.2) -> SampleData:
     """Turns the GroupLens ML-100K files into train/eval CSVs and teacher/student configs.
 
     * Label: ``clk`` = 1 when the rating is >= 4 (about 55% of rows).
-    * Split by time: all ratings sorted by timestamp (ties by user, then item); the last
-      ``eval_fraction`` form eval.csv, so the student is judged on the future, as in serving.
-      Both files keep that time order.
+    * Split by time within each user: the last ``eval_fraction`` of every user's ratings (by
+      timestamp, ties by item; at least one stays in train) form eval.csv, so the student is
+      judged on the next ratings of the users it was trained on, as a model retrained daily
+      serves mostly returning users. Both files are in time order (ties by user, then item).
+      (A single global time cut was the first design: 85% of its eval rows came from users
+      with no train rating, so any model scored mostly the cold start, user ids unused.)
     * User features: user_id, age, gender, occupation (u.user). Item features: item_id, genres
       (the 19 u.item flags as a '|' tag list; ``unknown`` if none is set), year (of the release
       date; ``UNKNOWN_YEAR`` for the one movie without a date).
+    * Ranking feature ``genre_like_rate``: the user's like-rate (rating >= 4) over their train
+      ratings of movies sharing this movie's genres, pooled over the genres and smoothed with
+      ``PRIOR_RATINGS`` ratings at the train like-rate. A train row counts only the user's
+      earlier train ratings, an eval row all of them, so no row sees its own label. A
+      fine-ranking model has such user x item statistics; a two-tower student cannot take them
+      (each tower sees one side), which makes it the teacher's transferable advantage.
     * Privileged feature ``nearby_rating``: the mean rating the user gave the up to 5 movies rated
       just before and the up to 5 rated just after this one (same user, same split; this row
       excluded; the train mean rating for a user's only row). It is privileged because it needs
@@ -141,7 +195,7 @@ def prepare_movielens(src_dir: str, out_dir: str, *, eval_fraction: float = 0.2)
     Args:
         src_dir: folder with u.data, u.user and u.item from ml-100k.zip.
         out_dir: local folder for the outputs, created if missing.
-        eval_fraction: the share of ratings, latest first, that go to eval.csv.
+        eval_fraction: the share of each user's ratings, latest first, that go to eval.csv.
 
     Returns:
         The written paths.
@@ -173,11 +227,13 @@ def prepare_movielens(src_dir: str, out_dir: str, *, eval_fraction: float = 0.2)
     raw_items = _read(item_path, ["item", "title", "release", "video", "url", *GENRE_NAMES], "|",
                       encoding="latin-1")
     flags = raw_items[list(GENRE_NAMES)].to_numpy() == "1"
-    genres = [TAG_SEPARATOR.join(np.array(GENRE_NAMES)[row]) or GENRE_NAMES[0] for row in flags]
+    flags[~flags.any(axis=1), 0] = True  # no genre set: "unknown", as in the genres column
+    genres = [TAG_SEPARATOR.join(np.array(GENRE_NAMES)[row]) for row in flags]
     year = pd.to_numeric(raw_items["release"].str[-4:], errors="coerce").fillna(UNKNOWN_YEAR)
+    item_ids = _ints(raw_items, "item", item_path)
     items = pd.DataFrame({"genres": np.array(genres, dtype=object),
-                          "year": year.to_numpy(np.float64)},
-                         index=_ints(raw_items, "item", item_path))
+                          "year": year.to_numpy(np.float64)}, index=item_ids)
+    genre_flags = pd.DataFrame(flags, index=item_ids, columns=list(GENRE_NAMES))
 
     for ids, table, path in ((log["user"], users, user_path), (log["item"], items, item_path)):
         unknown = ~ids.isin(table.index)
@@ -186,10 +242,12 @@ def prepare_movielens(src_dir: str, out_dir: str, *, eval_fraction: float = 0.2)
             raise ValueError(f"{data_path}: id {ids.iloc[row]} is not in {path}. Use u.data, "
                              f"u.user and u.item from the same ml-100k.zip.")
 
-    n_train = len(log) - max(1, round(len(log) * eval_fraction))
-    train, eval_ = log.iloc[:n_train], log.iloc[n_train:]
+    train, eval_ = _split_by_user(log, eval_fraction)
     fill = float(train["rating"].mean())
+    train_rate, eval_rate = _genre_like_rate(
+        train, eval_, genre_flags, prior=float((train["rating"] >= POSITIVE_RATING).mean()))
     logger.info("Read %d ratings, %d users and %d movies from %s; %d train, %d eval rows",
                 len(log), len(users), len(items), src_dir, len(train), len(eval_))
-    return write_dataset(out_dir, MOVIELENS_FEATURES, _split_columns(train, users, items, fill),
-                         _split_columns(eval_, users, items, fill), batch_size=512)
+    return write_dataset(out_dir, MOVIELENS_FEATURES,
+                         _split_columns(train, users, items, train_rate, fill),
+                         _split_columns(eval_, users, items, eval_rate, fill), batch_size=512)

@@ -16,7 +16,7 @@ from recdistill.protos import pipeline_pb2
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ML_100K = REPO.parent / "shared" / "data" / "ml-100k"
 COLUMNS = ["user_id", "age", "gender", "occupation", "item_id", "genres", "year",
-           "nearby_rating", "clk"]
+           "genre_like_rate", "nearby_rating", "clk"]
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
           "Romance", "Sci-Fi", "Thriller", "War", "Western"]
@@ -70,25 +70,40 @@ def test_a_malformed_rating_names_the_file_row_and_field(tmp_path):
 
 
 def test_a_tiny_hand_made_log_is_split_labelled_and_joined(tmp_path):
-    # Three ratings of user 1 (one tie at t=20) and one of user 2; the last 25% by time is eval.
-    (tmp_path / "u.data").write_text("1\t2\t4\t20\n2\t1\t5\t40\n1\t1\t3\t20\n1\t2\t1\t10\n")
+    # User 1 rates movies 1, 2, 3 (2 and 3 tie at t=20), user 2 rates 4, 3, 1; the last 25% of
+    # each user's ratings (one each, ties by item) is eval.
+    (tmp_path / "u.data").write_text("1\t2\t4\t20\n2\t1\t5\t40\n1\t3\t2\t20\n1\t1\t5\t10\n"
+                                     "2\t4\t3\t1\n2\t3\t1\t5\n")
     (tmp_path / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n")
-    flags = ["0"] * 19
-    flags[1] = flags[16] = "1"
-    (tmp_path / "u.item").write_text("1|A (1995)|01-Jan-1995||u|" + "|".join(flags) + "\n"
-                                     "2|B|||u" + "|0" * 19 + "\n")
+
+    def item(number, title, date, *genres):
+        flags = ["1" if g in genres else "0" for g in GENRES]
+        return f"{number}|{title}|{date}||u|" + "|".join(flags) + "\n"
+
+    (tmp_path / "u.item").write_text(item(1, "A (1995)", "01-Jan-1995", "Action", "Thriller")
+                                     + item(2, "B", "01-Jan-1980", "Action")
+                                     + item(3, "C", "01-Jan-1990", "Action", "Thriller")
+                                     + item(4, "D", ""))
     data = movielens.prepare_movielens(str(tmp_path), str(tmp_path / "out"), eval_fraction=0.25)
     train, eval_ = _rows(data.train_path), _rows(data.eval_path)
-    # Time order, ties by user then item: (1,2,t10) (1,1,t20) (1,2,t20) | (2,1,t40).
+    # Both files in time order, ties by user then item.
     assert [(r["user_id"], r["item_id"], r["clk"]) for r in train] == [
-        ("1", "2", "0"), ("1", "1", "0"), ("1", "2", "1")]
-    assert [(r["user_id"], r["item_id"], r["clk"]) for r in eval_] == [("2", "1", "1")]
-    # nearby_rating: mean of the user's other train ratings; user 2's only row gets the train
-    # mean (1 + 3 + 4) / 3.
-    assert [float(r["nearby_rating"]) for r in train] == [3.5, 2.5, 2.0]
-    assert float(eval_[0]["nearby_rating"]) == pytest.approx(8 / 3, abs=1e-4)
-    assert (eval_[0]["age"], eval_[0]["gender"], eval_[0]["occupation"]) == ("53.0", "F", "other")
-    assert (eval_[0]["genres"], eval_[0]["year"]) == ("Action|Thriller", "1995.0")
+        ("2", "4", "0"), ("2", "3", "0"), ("1", "1", "1"), ("1", "2", "1")]
+    assert [(r["user_id"], r["item_id"], r["clk"]) for r in eval_] == [
+        ("1", "3", "0"), ("2", "1", "1")]
+    # nearby_rating: mean of the user's other ratings in the same split; an only row gets the
+    # train mean rating (3 + 1 + 5 + 4) / 4.
+    assert [float(r["nearby_rating"]) for r in train] == [1.0, 3.0, 4.0, 5.0]
+    assert [float(r["nearby_rating"]) for r in eval_] == [3.25, 3.25]
+    # genre_like_rate: (likes + 2 * 0.5) / (ratings + 2) over the movie's genres, from the
+    # user's earlier train ratings (train rows) or all of them (eval rows). Movie 2 (Action)
+    # follows a liked Action|Thriller movie; eval movie 3 sees 3 liked genre ratings of user 1,
+    # eval movie 1 two disliked ones of user 2 (movie 4's "unknown" does not count).
+    assert [float(r["genre_like_rate"]) for r in train] == [0.5, 0.5, 0.5, pytest.approx(2 / 3,
+                                                                                     abs=1e-4)]
+    assert [float(r["genre_like_rate"]) for r in eval_] == [pytest.approx(0.8), 0.25]
+    assert (eval_[1]["age"], eval_[1]["gender"], eval_[1]["occupation"]) == ("53.0", "F", "other")
+    assert (eval_[1]["genres"], eval_[1]["year"]) == ("Action|Thriller", "1995.0")
     assert (train[0]["genres"], train[0]["year"]) == ("unknown", "0.0")
 
 
@@ -98,17 +113,27 @@ def test_rows_split_80_20(prepared):
     assert (len(train), len(eval_)) == (80_000, 20_000)
 
 
+def _times(rows, ratings):
+    return np.array([ratings[(int(r["user_id"]), int(r["item_id"]))][1] for r in rows])
+
+
 @needs_ml_100k
-def test_split_is_time_ordered(prepared, raw):
+def test_each_users_last_fifth_is_eval_and_files_are_time_ordered(prepared, raw):
     ratings, _, _ = raw
     _, train, eval_ = prepared
-    ts = lambda rows: np.array([ratings[(int(r["user_id"]), int(r["item_id"]))][1] for r in rows])
-    train_ts, eval_ts = ts(train), ts(eval_)
+    train_ts, eval_ts = _times(train, ratings), _times(eval_, ratings)
     assert np.all(np.diff(train_ts) >= 0) and np.all(np.diff(eval_ts) >= 0)
-    assert train_ts.max() <= eval_ts.min()
-    all_ts = np.sort([t for _, t in ratings.values()])
-    assert train_ts.max() == all_ts[79_999]
     assert len({(r["user_id"], r["item_id"]) for r in train + eval_}) == 100_000
+    per_user = {}
+    for split, rows, ts in (("train", train, train_ts), ("eval", eval_, eval_ts)):
+        for r, t in zip(rows, ts):
+            per_user.setdefault(r["user_id"], {"train": [], "eval": []})[split].append(
+                (t, int(r["item_id"])))
+    assert len(per_user) == 943
+    for user, splits in per_user.items():
+        n = len(splits["train"]) + len(splits["eval"])
+        assert len(splits["eval"]) == int(np.floor(n * 0.2 + 0.5)), user
+        assert max(splits["train"]) < min(splits["eval"]), user  # (time, item) order
 
 
 @needs_ml_100k
@@ -153,6 +178,34 @@ def test_nearby_rating_averages_the_users_five_ratings_either_side(prepared, raw
 
 
 @needs_ml_100k
+def test_genre_like_rate_counts_the_users_earlier_train_ratings_of_those_genres(prepared, raw):
+    ratings, _, items = raw
+    _, train, eval_ = prepared
+    liked = np.mean([int(r["clk"]) for r in train])
+    genres = {i: {g for g, flag in zip(GENRES, item[5:]) if flag == "1"} or {"unknown"}
+              for i, item in items.items()}
+    user = train[500]["user_id"]
+    history = sorted((ratings[(int(user), int(r["item_id"]))][1], int(r["item_id"]))
+                     for r in train if r["user_id"] == user)
+
+    def expected(item, before):
+        likes = count = 0
+        for _, other in before:
+            shared = len(genres[other] & genres[item])
+            likes += shared * (ratings[(int(user), other)][0] >= 4)
+            count += shared
+        return (likes + 2 * liked) / (count + 2)
+
+    by_item = {r["item_id"]: float(r["genre_like_rate"]) for r in train if r["user_id"] == user}
+    for k in (0, 1, len(history) // 2, len(history) - 1):
+        item = history[k][1]
+        assert by_item[str(item)] == pytest.approx(expected(item, history[:k]), abs=1e-4)
+    for r in [r for r in eval_ if r["user_id"] == user][:3]:
+        assert float(r["genre_like_rate"]) == pytest.approx(
+            expected(int(r["item_id"]), history), abs=1e-4)
+
+
+@needs_ml_100k
 def test_configs_read_the_written_columns_and_load(prepared):
     data, _, _ = prepared
     with open(data.student_config, encoding="utf-8") as f:
@@ -161,8 +214,10 @@ def test_configs_read_the_written_columns_and_load(prepared):
         teacher = text_format.Parse(f.read(), pipeline_pb2.EasyRecConfig())
     assert [f.input_name for f in teacher.data_config.input_fields] == COLUMNS
     assert [f.input_name for f in student.data_config.input_fields] == COLUMNS + ["kd_soft"]
-    assert "nearby_rating" in teacher.model_config.feature_groups[0].feature_names
-    assert all("nearby_rating" not in g.feature_names for g in student.model_config.feature_groups)
+    for teacher_only in ("genre_like_rate", "nearby_rating"):
+        assert teacher_only in teacher.model_config.feature_groups[0].feature_names
+        assert all(teacher_only not in g.feature_names
+                   for g in student.model_config.feature_groups)
     from recdistill import config
     for path in (data.teacher_config, data.student_config, data.student_nokd_config):
         assert config.load_config(path).train_input_path.startswith(data.out_dir)
