@@ -2,13 +2,17 @@
 
 For every seed, on a fixed dataset (the synthetic sample or MovieLens-100K):
 
-1. the DCN teacher (``teacher.config``) and a GBDT teacher (the same config with ``gbdt {}``
-   in place of the ``dcn`` block) are trained with ``recdistill.training.train``;
+1. four teachers are trained with ``recdistill.training.train``: the DCN of ``teacher.config``
+   (every feature: the student's, the ranking ones and the privileged ones), a GBDT (the same
+   config with ``gbdt {}`` in place of the ``dcn`` block), and both again without the
+   privileged features (ranking features only: what a fine-ranking model knows at serving
+   time). Their leads over the student differ in kind: a ranking feature says something about
+   (user, item) that the student can learn, a privileged one about the moment, which it cannot;
 2. each teacher labels the training table with the real soft-label job
    (``recdistill.soft_labels.job.generate_soft_labels``, Beam DirectRunner);
 3. the DSSM student is trained without kd (``student.config`` minus its kd block) and with each
    kd setting (the loaded ``student.config`` with its kd block edited: CE at T = 1, 2, 4, KL,
-   L2, and CE from the GBDT teacher);
+   L2 from the DCN teacher, and CE from each of the other teachers);
 4. every student is evaluated on the held-out ``eval.csv`` with ``recdistill.evaluation``
    (AUC, GAUC by user_id, logloss), beside its teacher and the no-kd baseline.
 
@@ -49,6 +53,8 @@ from recdistill.protos import pipeline_pb2  # noqa: E402
 
 MOVIELENS_DIR = os.path.join(REPO, "..", "shared", "data", "ml-100k")
 DCN, GBDT = "DCN", "GBDT"
+#: Suffix of a teacher trained without the privileged features (ranking features only).
+RANKING_ONLY = ", no privileged"
 NO_KD = "DSSM no kd"
 #: Fields of the kd block the table shows for each setting.
 KD_FIELDS = ("loss_type", "temperature", "loss_weight", "scale_by_temperature_squared")
@@ -82,9 +88,14 @@ SETTINGS = (
     Setting("CE T=4", kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS), ("temperature", 4.0))),
     Setting("KL", kd=(("loss_type", pipeline_pb2.KL_DIVERGENCE_LOSS),)),
     Setting("L2", kd=(("loss_type", pipeline_pb2.L2_LOSS),)),
+    Setting("DCN no privileged, CE", teacher=DCN + RANKING_ONLY,
+            kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS),)),
     Setting("GBDT teacher, CE", teacher=GBDT,
             kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS),)),
+    Setting("GBDT no privileged, CE", teacher=GBDT + RANKING_ONLY,
+            kd=(("loss_type", pipeline_pb2.CROSS_ENTROPY_LOSS),)),
 )
+TEACHERS = (DCN, DCN + RANKING_ONLY, GBDT, GBDT + RANKING_ONLY)
 
 
 # ---------------------------------------------------------------- progress and seeds
@@ -114,25 +125,47 @@ def seed_everything(seed: int) -> None:
 
 
 def prepare_data(data: str, out_dir: str):
-    """Writes the dataset and its three configs; returns ``SampleData``, or None if absent."""
+    """Writes the dataset and its three configs.
+
+    Returns:
+        ``(SampleData, names of the privileged features)``, or None if MovieLens is absent.
+    """
+    from recdistill.data import movielens, sample
+
     if data == "sample":
-        from recdistill.data import sample
-
-        return sample.write_sample_data(out_dir)
-    from recdistill.data import movielens
-
-    if not os.path.isdir(MOVIELENS_DIR):
+        written, features = sample.write_sample_data(out_dir), sample.SAMPLE_FEATURES
+    elif not os.path.isdir(MOVIELENS_DIR):
         return None
-    return movielens.prepare_movielens(MOVIELENS_DIR, out_dir)
+    else:
+        written = movielens.prepare_movielens(MOVIELENS_DIR, out_dir)
+        features = movielens.MOVIELENS_FEATURES
+    return written, {f.name for f in features if f.group == sample.PRIVILEGED_GROUP}
 
 
-def gbdt_teacher_config(teacher_cfg):
-    """``teacher.config`` with its ``dcn`` block replaced by ``gbdt {}`` (YDF defaults)."""
-    cfg = pipeline_pb2.EasyRecConfig()
-    cfg.CopyFrom(teacher_cfg)
-    cfg.model_config.model_class = GBDT
-    cfg.model_config.gbdt.SetInParent()  # the model oneof: clears dcn
-    return cfg
+def teacher_configs(teacher_cfg, privileged: set) -> dict:
+    """Every teacher of ``TEACHERS``, derived from ``teacher.config``.
+
+    The GBDT replaces the ``dcn`` block by ``gbdt {}`` (YDF defaults); a ``RANKING_ONLY``
+    teacher drops the privileged features from feature_config and its feature group (the
+    column stays in the files, unread), so it knows only what is known at serving time.
+    """
+    configs = {}
+    for name in TEACHERS:
+        cfg = pipeline_pb2.EasyRecConfig()
+        cfg.CopyFrom(teacher_cfg)
+        if name.startswith(GBDT):
+            cfg.model_config.model_class = GBDT
+            cfg.model_config.gbdt.SetInParent()  # the model oneof: clears dcn
+        if name.endswith(RANKING_ONLY):
+            kept = [f for f in cfg.feature_config.features if f.input_names[0] not in privileged]
+            del cfg.feature_config.features[:]
+            cfg.feature_config.features.extend(kept)
+            for group in cfg.model_config.feature_groups:
+                names = [n for n in group.feature_names if n not in privileged]
+                del group.feature_names[:]
+                group.feature_names.extend(names)
+        configs[name] = cfg
+    return configs
 
 
 def kd_description(student_cfg, setting: Setting) -> str:
@@ -195,11 +228,10 @@ def evaluate_student(student: str, cfg, eval_uri: str, teacher: str, baseline: s
     return result.metrics["models"]
 
 
-def run_seed(seed: int, data, settings, work_dir: str, clock: Clock) -> dict:
+def run_seed(seed: int, data, privileged: set, settings, work_dir: str, clock: Clock) -> dict:
     """Trains and evaluates every model for one seed; returns model name -> metrics."""
     paths = Paths(os.path.join(work_dir, f"seed{seed}"))
-    teacher_cfgs = {DCN: config_lib.load_config(data.teacher_config)}
-    teacher_cfgs[GBDT] = gbdt_teacher_config(teacher_cfgs[DCN])
+    teacher_cfgs = teacher_configs(config_lib.load_config(data.teacher_config), privileged)
     student_cfg = config_lib.load_config(data.student_config)
 
     teachers, soft = {}, {}
@@ -257,7 +289,7 @@ def summarize(per_seed: list, settings, student_cfg) -> list:
         m = by_model[name]
         return Row(name, kd, *(np.array(m[k], dtype=float) for k in ("auc", "gauc", "logloss")))
 
-    rows = [row(name) for name in (f"teacher {DCN}", f"teacher {GBDT}") if name in by_model]
+    rows = [row(f"teacher {name}") for name in TEACHERS if f"teacher {name}" in by_model]
     baseline = row(NO_KD, "none")
     rows.append(baseline)
     for setting in settings:
@@ -281,7 +313,8 @@ def table(rows: list) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         gain = f"{r.gain:+.4f} ± {r.gain_std:.4f}" if r.gain is not None else ""
-        recovered = f"{100 * r.recovered:.0f}%" if r.recovered is not None else ""
+        recovered = ("" if r.gain is None else "n/a: teacher not ahead" if r.recovered is None
+                     else f"{100 * r.recovered:.0f}%")
         lines.append(f"| {r.name} | {r.kd} | {_pm(r.auc)} | {_pm(r.gauc)} | {_pm(r.logloss)} "
                      f"| {gain} | {recovered} |")
     return "\n".join(lines)
@@ -300,7 +333,9 @@ def plot(rows: list, path: str, title: str) -> None:
     ax.errorbar(x, [r.auc.mean() for r in students], yerr=[r.auc.std() for r in students],
                 fmt="o", capsize=4, color="tab:blue", label="DSSM + kd")
     styles = {NO_KD: ("tab:gray", "--"), f"teacher {DCN}": ("tab:red", "-"),
-              f"teacher {GBDT}": ("tab:green", "-.")}
+              f"teacher {DCN + RANKING_ONLY}": ("tab:orange", ":"),
+              f"teacher {GBDT}": ("tab:green", "-."),
+              f"teacher {GBDT + RANKING_ONLY}": ("tab:olive", (0, (1, 3)))}
     for r in rows:
         if r.name in styles:
             color, style = styles[r.name]
@@ -406,13 +441,15 @@ def main(argv=None) -> int:
     clock = Clock()
     with tempfile.TemporaryDirectory(prefix="recdistill-quality-") as tmp:
         work_dir = args.work_dir or tmp
-        data = prepare_data(args.data, os.path.join(work_dir, "data"))
-        if data is None:
+        prepared = prepare_data(args.data, os.path.join(work_dir, "data"))
+        if prepared is None:
             print(f"MovieLens-100K not found at {os.path.normpath(MOVIELENS_DIR)}; skipping. "
                   "Unzip https://files.grouplens.org/datasets/movielens/ml-100k.zip there.")
             return 0
+        data, privileged = prepared
         clock.say(f"{args.data}: data and configs in {data.out_dir}")
-        per_seed = [run_seed(seed, data, SETTINGS, work_dir, clock) for seed in range(args.seeds)]
+        per_seed = [run_seed(seed, data, privileged, SETTINGS, work_dir, clock)
+                    for seed in range(args.seeds)]
         rows = summarize(per_seed, SETTINGS, config_lib.load_config(data.student_config))
     print(table(rows))
     notes = sample_reference() if args.data == "sample" else ""
