@@ -104,16 +104,22 @@ def _nearby_mean(users: np.ndarray, ratings: np.ndarray, fill: float) -> np.ndar
     return np.where(count > 0, total / np.maximum(count, 1), fill)
 
 
-def _genre_like_rate(train: pd.DataFrame, eval_: pd.DataFrame, flags: pd.DataFrame,
-                     prior: float) -> tuple[np.ndarray, np.ndarray]:
+def _by_user(ratings: pd.DataFrame) -> pd.DataFrame:
+    """The rows in each user's own order: by user, then time, ties by item."""
+    return ratings.sort_values(["user", "ts", "item"], kind="stable")
+
+
+def _genre_like_rate(train: pd.DataFrame, eval_: pd.DataFrame,
+                     flags: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """``genre_like_rate`` of every train and eval row (rows of both in their given order).
 
     Pooled over the movie's genres: (likes + PRIOR_RATINGS * prior) / (ratings + PRIOR_RATINGS),
     counting the user's train ratings *before* this one for a train row (time, then item), and
     all of the user's train ratings for an eval row, so no row sees its own label or the future
-    of its split.
+    of its split. ``prior`` is the like-rate of all train ratings.
     """
-    by_user = train.sort_values(["user", "ts", "item"], kind="stable")
+    prior = float((train["rating"] >= POSITIVE_RATING).mean())
+    by_user = _by_user(train)
     genres = flags.loc[by_user["item"]].to_numpy(np.float64)
     liked = genres * (by_user["rating"].to_numpy() >= POSITIVE_RATING)[:, None]
     users = by_user["user"].to_numpy()
@@ -134,7 +140,7 @@ def _genre_like_rate(train: pd.DataFrame, eval_: pd.DataFrame, flags: pd.DataFra
 
 def _split_columns(log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
                    like_rate: np.ndarray, fill: float) -> dict[str, np.ndarray]:
-    by_user = log.sort_values(["user", "ts", "item"], kind="stable")
+    by_user = _by_user(log)
     nearby = pd.Series(_nearby_mean(by_user["user"].to_numpy(), by_user["rating"].to_numpy(float),
                                     fill), index=by_user.index)
     joined = log.join(users, on="user").join(items, on="item")
@@ -154,7 +160,7 @@ def _split_columns(log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame,
 
 def _split_by_user(log: pd.DataFrame, eval_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The last ``eval_fraction`` of each user's ratings (by time, then item) -> eval."""
-    by_user = log.sort_values(["user", "ts", "item"], kind="stable")
+    by_user = _by_user(log)
     rank = by_user.groupby("user").cumcount().to_numpy()
     size = by_user.groupby("user")["user"].transform("size").to_numpy()
     n_eval = np.minimum(np.floor(size * eval_fraction + 0.5), size - 1)  # keep 1 train row
@@ -244,8 +250,7 @@ def prepare_movielens(src_dir: str, out_dir: str, *, eval_fraction: float = 0.2)
 
     train, eval_ = _split_by_user(log, eval_fraction)
     fill = float(train["rating"].mean())
-    train_rate, eval_rate = _genre_like_rate(
-        train, eval_, genre_flags, prior=float((train["rating"] >= POSITIVE_RATING).mean()))
+    train_rate, eval_rate = _genre_like_rate(train, eval_, genre_flags)
     logger.info("Read %d ratings, %d users and %d movies from %s; %d train, %d eval rows",
                 len(log), len(users), len(items), src_dir, len(train), len(eval_))
     return write_dataset(out_dir, MOVIELENS_FEATURES,
