@@ -157,7 +157,8 @@ def teacher_configs(teacher_cfg, privileged: set) -> dict:
             cfg.model_config.model_class = GBDT
             cfg.model_config.gbdt.SetInParent()  # the model oneof: clears dcn
         if name.endswith(RANKING_ONLY):
-            kept = [f for f in cfg.feature_config.features if f.input_names[0] not in privileged]
+            kept = [f for f in cfg.feature_config.features
+                    if config_lib.feature_name(f) not in privileged]
             del cfg.feature_config.features[:]
             cfg.feature_config.features.extend(kept)
             for group in cfg.model_config.feature_groups:
