@@ -17,8 +17,10 @@ This module must not import ``kfp``.
 """
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 from typing import Any, Mapping
 
 import numpy as np
@@ -56,6 +58,37 @@ def read_metadata(path: str) -> dict:
         return {}
     with filesystems.open_input(uri) as f:
         return json.loads(f.read())
+
+
+#: The files that make up the model proper; the digest leaves out metadata written beside them
+#: (``recdistill.json``, push records, markers), which differ between copies of one model.
+_DIGEST_ROOTS = (SAVED_MODEL_FILE, "variables", "assets")
+
+
+def model_digest(uri: str) -> str:
+    """A sha256 over the SavedModel's graph, variables and assets (``sha256:<hex>``).
+
+    Evaluation records it in ``metrics.json`` and push checks it, so a verdict can only bless
+    the exact model it scored: a copy of the same export has the same digest, a retrained or
+    edited one does not.
+
+    Args:
+      uri: an export folder or a model_dir holding one, local or remote.
+    """
+    local = filesystems.localize(resolve_export(uri))
+    digest = hashlib.sha256()
+    for root in _DIGEST_ROOTS:
+        top = os.path.join(local, root)
+        paths = [top] if os.path.isfile(top) else sorted(
+            os.path.join(d, n) for d, _, names in os.walk(top) for n in names)
+        for path in paths:
+            rel = os.path.relpath(path, local).replace(os.sep, "/")
+            digest.update(rel.encode() + b"\0")
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()
 
 
 def load_custom_ops(names) -> None:
