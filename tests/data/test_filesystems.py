@@ -1,4 +1,4 @@
-"""Tests for recdistill.data.filesystems, locally and on gcp-storage-emulator."""
+"""Tests for recdistill.data.filesystems: locally, on gcp-storage-emulator and on moto's S3."""
 
 import os
 
@@ -7,12 +7,17 @@ import pytest
 from recdistill.data import filesystems as fsys
 
 
-@pytest.fixture(params=["local", "gcs"])
+@pytest.fixture(params=["local", "gcs", "s3", "minio"])
 def root(request, tmp_path):
-    """A fresh folder URI, once on local disk and once in an emulator bucket."""
+    """A fresh folder URI on local disk, in a GCS emulator bucket and in an S3 bucket.
+
+    ``minio://`` is the S3 API under the scheme Kubeflow's bundled store gives artifacts.
+    """
     if request.param == "local":
         return str(tmp_path / "root")
-    return request.getfixturevalue("gcs_bucket") + "/root"
+    if request.param == "minio":
+        return request.getfixturevalue("s3_bucket").replace("s3://", "minio://") + "/root"
+    return request.getfixturevalue(f"{request.param}_bucket") + "/root"
 
 
 def _write(uri: str, data: bytes) -> None:
@@ -165,7 +170,7 @@ def test_join_and_is_remote():
     ("gs:///x", "bucket name"),
     ("gs://Bad_Bucket/x", "bucket name"),
     ("gs://bkt//x", "empty path component"),
-    ("s3://bkt/x", "unsupported scheme"),
+    ("ftp://bkt/x", "unsupported scheme"),
 ])
 def test_malformed_uris_are_rejected(uri, message):
     with pytest.raises(ValueError, match=message):
