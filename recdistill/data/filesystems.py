@@ -449,14 +449,15 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
     """Deletes ``.tmp-<name>-*`` and ``.old-<name>-*`` siblings that no live run owns."""
     fs, parent_path = stores.resolve(parent)
     pattern = re.compile(rf"^\.(tmp|old)-{re.escape(name)}-[0-9a-f]{{12}}$")
-    infos = fs.get_file_info(pafs.FileSelector(parent_path, recursive=False))
-    names = {i.base_name for i in infos}
-    for info in infos:
-        match = pattern.match(info.base_name)
-        if match is None or info.type != pafs.FileType.Directory:
+    names = set(listdir(parent))
+    # A lock without its folder is a run killed while it cleaned up.
+    for entry in sorted({n.removesuffix(".lock") for n in names}):
+        match = pattern.match(entry)
+        if match is None:
             continue
-        uri = join(parent, info.base_name)
-        if match.group(1) == "old" or _is_stale(fs, info.path, info.base_name + ".lock" in names):
+        uri = join(parent, entry)
+        if match.group(1) == "old" or _is_stale(fs, f"{parent_path.rstrip('/')}/{entry}",
+                                                 entry + ".lock" in names):
             logger.warning("Removing %s, left by a run of %s that did not finish.", uri, name)
             delete_tree(uri)
             delete_tree(uri + ".lock")
@@ -470,16 +471,14 @@ def _is_stale(fs: pafs.FileSystem, path: str, has_lock: bool) -> bool:
             except BlockingIOError:
                 return False  # its owner is alive
             return True
-    times = [i.mtime for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
-             if i.mtime is not None]
+    selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+    times = [i.mtime for i in fs.get_file_info(selector)]
     if has_lock:
         times.append(fs.get_file_info(path + ".lock").mtime)
     times = [t for t in times if t is not None]
     if not times:  # nothing in it says when it was written: an empty folder is no loss
         return True
-    newest = max(times)
-    now = datetime.datetime.now(newest.tzinfo)
-    return now - newest > STALE_AFTER
+    return datetime.datetime.now(datetime.timezone.utc) - max(times) > STALE_AFTER
 
 
 def _refuse_unfinished(fs: pafs.FileSystem, folder: str, uri: str,

@@ -1,6 +1,8 @@
 """Tests for recdistill.data.filesystems: locally, on gcp-storage-emulator and on moto's S3."""
 
+import datetime
 import os
+import time
 
 import pytest
 
@@ -180,3 +182,109 @@ def test_malformed_uris_are_rejected(uri, message):
 def test_delete_tree_refuses_a_bucket(gcs_bucket):
     with pytest.raises(ValueError, match="whole bucket"):
         fsys.delete_tree(gcs_bucket)
+
+
+def test_glob_wildcards_never_match_hidden_or_temporary_folders(root):
+    """A killed job's `.tmp-<name>-<hex>/` of complete-looking shards must not be read."""
+    for rel in ["out/a/part-0.csv", "out/.tmp-a-0123456789ab/part-0.csv", "out/_tmp/part-0.csv",
+                "out/b/.part-1.csv", "out/b/part-1.csv"]:
+        _write(fsys.join(root, *rel.split("/")), b"x")
+    assert fsys.expand(fsys.join(root, "out", "*", "*.csv")) == [
+        fsys.join(root, "out", "a", "part-0.csv"), fsys.join(root, "out", "b", "part-1.csv")]
+    assert fsys.expand(fsys.join(root, "out", "?", "part-?.csv")) == [
+        fsys.join(root, "out", "a", "part-0.csv"), fsys.join(root, "out", "b", "part-1.csv")]
+    # Named explicitly, a hidden folder is the user's choice.
+    assert fsys.expand(fsys.join(root, "out", ".tmp-*", "*.csv")) == [
+        fsys.join(root, "out", ".tmp-a-0123456789ab", "part-0.csv")]
+    assert fsys.expand(fsys.join(root, "out", "_tmp", "*.csv")) == [
+        fsys.join(root, "out", "_tmp", "part-0.csv")]
+
+
+def test_atomic_dir_with_replaces_refuses_a_folder_it_did_not_write(root):
+    final = fsys.join(root, "mine")
+    for name, data in [("input.csv", b"1,2"), ("student.config", b"cfg"), ("notes.txt", b"n")]:
+        _write(fsys.join(final, name), data)
+    entered = []
+    with pytest.raises(FileExistsError) as err:
+        with fsys.atomic_dir(final, replaces=("stats.json",)):
+            entered.append(True)
+    message = str(err.value)
+    assert message.startswith(f"{final}: already exists and is not an earlier output")
+    assert "lacks _SUCCESS, stats.json" in message and "3 entries" in message
+    assert "Choose a new or empty folder" in message
+    assert not entered  # refused before the expensive part
+    assert fsys.listdir(final) == ["input.csv", "notes.txt", "student.config"]
+    assert _read(fsys.join(final, "notes.txt")) == b"n"
+    assert fsys.listdir(root) == ["mine"]  # no staging left behind
+
+
+def test_atomic_dir_with_replaces_replaces_its_own_output_or_an_empty_folder(root):
+    final = fsys.join(root, "labels")
+    fsys.makedirs(final)
+    for version in (b"1", b"2"):
+        with fsys.atomic_dir(final, replaces=("stats.json",)) as tmp:
+            _write(fsys.join(tmp, "stats.json"), version)
+    assert _read(fsys.join(final, "stats.json")) == b"2"
+    # Without the producer's own marker it is not "its" output, even with _SUCCESS.
+    other = fsys.join(root, "other")
+    with fsys.atomic_dir(other) as tmp:
+        _write(fsys.join(tmp, "metrics.json"), b"{}")
+    with pytest.raises(FileExistsError, match="lacks stats.json"):
+        with fsys.atomic_dir(other, replaces=("stats.json",)):
+            pass
+
+
+def test_atomic_dir_refuses_a_file(root):
+    final = fsys.join(root, "afile")
+    _write(final, b"x")
+    with pytest.raises(FileExistsError, match="is a file, not an output folder"):
+        with fsys.atomic_dir(final):
+            pass
+    assert _read(final) == b"x"
+
+
+def test_live_staging_is_kept_and_a_dead_one_removed(tmp_path):
+    """Locally the staging folder's .lock is flock-ed: held means a live run."""
+    final = str(tmp_path / "out")
+    with fsys.atomic_dir(final) as live:
+        with fsys.atomic_dir(final) as other:
+            _write(os.path.join(other, "x"), b"1")
+        assert os.path.isdir(live)  # the other run's cleanup left the live one alone
+    dead = tmp_path / ".tmp-out-0123456789ab"  # a killed run: lock file, nobody holds it
+    dead.mkdir()
+    (dead / "part-0.csv").write_bytes(b"x")
+    (tmp_path / ".tmp-out-0123456789ab.lock").write_bytes(b"")
+    young = tmp_path / ".tmp-out-ba9876543210"  # no lock (an older version): judged by age
+    young.mkdir()
+    (young / "part-0.csv").write_bytes(b"x")
+    old = tmp_path / ".tmp-out-aaaaaaaaaaaa"
+    old.mkdir()
+    (old / "part-0.csv").write_bytes(b"x")
+    long_ago = time.time() - fsys.STALE_AFTER.total_seconds() - 60
+    os.utime(old / "part-0.csv", (long_ago, long_ago))
+    unrelated = tmp_path / ".tmp-outer-0123456789ab"  # another output's staging
+    unrelated.mkdir()
+    with fsys.atomic_dir(final) as tmp:
+        _write(os.path.join(tmp, "y"), b"2")
+    assert sorted(os.listdir(tmp_path)) == [
+        ".tmp-out-ba9876543210", ".tmp-outer-0123456789ab", "out"]
+
+
+def test_remote_stale_staging_is_removed_after_stale_after(root, monkeypatch):
+    final = fsys.join(root, "out")
+    stale = fsys.join(root, ".tmp-out-0123456789ab")
+    _write(fsys.join(stale, "part-0.csv"), b"x")
+    with fsys.atomic_dir(final) as tmp:
+        _write(fsys.join(tmp, "a"), b"1")
+    assert fsys.exists(stale)  # just written: could be a live run on another machine
+    monkeypatch.setattr(fsys, "STALE_AFTER", datetime.timedelta(0))
+    with fsys.atomic_dir(final) as tmp:
+        _write(fsys.join(tmp, "a"), b"2")
+    assert fsys.listdir(root) == ["out"]
+
+
+def test_a_lock_left_without_its_folder_is_removed(tmp_path):
+    (tmp_path / ".tmp-out-0123456789ab.lock").write_bytes(b"")
+    with fsys.atomic_dir(str(tmp_path / "out")) as tmp:
+        _write(os.path.join(tmp, "a"), b"1")
+    assert os.listdir(tmp_path) == ["out"]
