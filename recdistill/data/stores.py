@@ -50,6 +50,7 @@ _BUCKET_RES = {
     "s3": (re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
            "3-63 lowercase letters, digits, '.' and '-'"),
 }
+_STORE_NAMES = {"gs": "GCS", "s3": "S3", "minio": "MinIO"}
 _DETAIL_CHARS = 300
 _NO_BUCKET_RE = re.compile(r"no_?such_?bucket|bucket '[^']*' not found|bucket does not exist",
                            re.IGNORECASE)
@@ -92,7 +93,8 @@ def locate(uri: str) -> Location | None:
             f"{', '.join(s + '://bucket/path' for s in REMOTE_SCHEMES)}.")
     head = f"{scheme}://"
     if not uri.lower().startswith(head):
-        raise ValueError(f"{uri!r}: malformed URI. Write it as {head}bucket/path (two slashes).")
+        raise ValueError(f"{uri!r}: malformed {_STORE_NAMES[scheme]} URI. Write it as "
+                         f"{head}bucket/path (two slashes).")
     bucket, _, rest = uri[len(head):].partition("/")
     pattern, rule = _BUCKET_RES["gs" if scheme == "gs" else "s3"]
     if not pattern.match(bucket):
