@@ -39,6 +39,7 @@ This module imports nothing from recdistill but its sibling ``stores``.
 
 import atexit
 import collections
+import concurrent.futures
 import contextlib
 import datetime
 import fcntl
@@ -293,6 +294,61 @@ def localize(uri: str) -> str:
     copy_tree(uri, local)
     logger.info("Downloaded %s to %s", uri, local)
     return local
+
+
+def local_shards(uris: Sequence[str], ahead: int = 1) -> Iterator[str]:
+    """Yields a local path for each of ``uris``, in order, downloading remote ones on demand.
+
+    So that training reads a remote table shard by shard instead of copying all of it to
+    local disk first: while the caller reads shard ``i``, shard ``i + 1`` downloads in a
+    background thread (pyarrow releases the GIL), and shard ``i``'s copy is deleted when the
+    caller asks for the next path or closes the generator. At most ``ahead + 1`` shards are
+    on local disk at once. Local paths are yielded unchanged and never deleted.
+
+    The caller must be done with a path when it asks for the next one (read each shard to
+    the end before advancing; a reader that opens shards ahead, like ``interleave`` with a
+    cycle longer than 1, needs ``ahead`` at least that long).
+
+    Args:
+        uris: data files, e.g. from :func:`expand`.
+        ahead: shards downloaded ahead of the one being read (>= 1).
+
+    Raises:
+        ValueError: ``ahead`` < 1.
+        StoreError, FileNotFoundError: a download failed (raised where its path is due).
+    """
+    if ahead < 1:
+        raise ValueError(f"local_shards(ahead={ahead}): need at least 1 shard ahead.")
+    uris = list(uris)
+    folder = tempfile.mkdtemp(prefix="shards-", dir=_process_tempdir())
+
+    def fetch(index: int) -> str:
+        uri = uris[index]
+        if not is_remote(uri):
+            return uri
+        local = os.path.join(folder, f"{index:06d}-{uri.rstrip('/').rsplit('/', 1)[-1]}")
+        copy_tree(uri, local)
+        return local
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = collections.deque(pool.submit(fetch, i)
+                                        for i in range(min(ahead, len(uris))))
+            try:
+                for index in range(len(uris)):
+                    path = pending.popleft().result()
+                    if index + ahead < len(uris):
+                        pending.append(pool.submit(fetch, index + ahead))
+                    try:
+                        yield path
+                    finally:
+                        if path.startswith(folder + os.sep):
+                            os.remove(path)
+            finally:
+                for future in pending:
+                    future.cancel()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def is_complete(uri: str) -> bool:

@@ -288,3 +288,35 @@ def test_a_lock_left_without_its_folder_is_removed(tmp_path):
     with fsys.atomic_dir(str(tmp_path / "out")) as tmp:
         _write(os.path.join(tmp, "a"), b"1")
     assert os.listdir(tmp_path) == ["out"]
+
+
+def test_local_shards_keeps_at_most_two_shards_on_disk(root, tmp_path):
+    uris = [fsys.join(root, "t", f"part-{i}.csv") for i in range(4)]
+    for i, uri in enumerate(uris):
+        _write(uri, f"row {i}\n".encode())
+    local_file = str(tmp_path / "local.csv")
+    with open(local_file, "wb") as f:
+        f.write(b"local\n")
+    seen, on_disk = [], []
+    for path in fsys.local_shards(fsys.expand(fsys.join(root, "t")) + [local_file]):
+        with open(path, "rb") as f:
+            seen.append(f.read())
+        if fsys.is_remote(root) and path != local_file:
+            on_disk.append(len(os.listdir(os.path.dirname(path))))
+    assert seen == [b"row 0\n", b"row 1\n", b"row 2\n", b"row 3\n", b"local\n"]
+    if fsys.is_remote(root):
+        assert 1 <= max(on_disk) <= 2
+    assert os.path.exists(local_file)  # a local input is never deleted
+
+
+def test_local_shards_cleans_up_when_closed_early(s3_bucket):
+    uris = [f"{s3_bucket}/t/part-{i}.csv" for i in range(3)]
+    for uri in uris:
+        _write(uri, b"x\n")
+    shards = fsys.local_shards(uris)
+    first = next(shards)
+    folder = os.path.dirname(first)
+    shards.close()
+    assert not os.path.exists(folder)
+    with pytest.raises(ValueError, match="ahead=0"):
+        next(fsys.local_shards(uris, ahead=0))
