@@ -62,7 +62,6 @@ from recdistill.data import stores
 
 logger = logging.getLogger(__name__)
 
-GCS_SCHEME = "gs://"
 SUCCESS_MARKER = "_SUCCESS"
 # Present while an object-store publish rewrites a folder; names the complete staging copy.
 PUBLISHING_MARKER = "_PUBLISHING"
