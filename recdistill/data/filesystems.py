@@ -71,6 +71,7 @@ NON_DATA_NAMES = frozenset({"stats.json"})
 STALE_AFTER = datetime.timedelta(hours=6)
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _HIDDEN_PREFIXES = ("_", ".")
+_DOWNLOAD_CHUNK = 1 << 20
 
 
 class IncompleteOutputError(FileNotFoundError):
@@ -326,7 +327,11 @@ def local_shards(uris: Sequence[str], ahead: int = 1) -> Iterator[str]:
         if not is_remote(uri):
             return uri
         local = os.path.join(folder, f"{index:06d}-{uri.rstrip('/').rsplit('/', 1)[-1]}")
-        copy_tree(uri, local)
+        fs, path = stores.resolve(uri)
+        # One streamed GET: copy_tree's metadata requests cost 30-40% of a small shard.
+        with stores.store_errors(uri), fs.open_input_stream(path) as src, \
+                open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, _DOWNLOAD_CHUNK)
         return local
 
     try:

@@ -172,11 +172,12 @@ def _explain(uris: list[str], detail: str) -> str:
     elif any(s in lowered for s in ("access_denied", "accessdenied", "invalid_access_key",
                                     "signature", "unauthenticated", "permission_denied",
                                     "oauth2", "credential", "forbidden")):
-        problem = f"{where(uri)} refused the credentials (or found none). {_credential_hint(scheme)}"
+        problem = (f"{where(uri)} refused the credentials (or found none). "
+                   f"{_credential_hint(scheme)}")
     elif any(s in lowered for s in ("network", "connect", "resolve", "timeout", "unavailable",
                                     "too slow")):
-        problem = (f"cannot reach {where(uri)} (gave up after the {_timeout_s():g} s bound, "
-                   f"{TIMEOUT_ENV}). Check the endpoint and the network. "
+        problem = (f"cannot reach {where(uri)} (each call is bounded by {TIMEOUT_ENV}="
+                   f"{_timeout_s():g} s). Check the endpoint and the network. "
                    f"{_credential_hint(scheme)}")
     else:
         problem = f"{where(uri)} failed. {_credential_hint(scheme)}"

@@ -320,3 +320,5 @@ def test_local_shards_cleans_up_when_closed_early(s3_bucket):
     assert not os.path.exists(folder)
     with pytest.raises(ValueError, match="ahead=0"):
         next(fsys.local_shards(uris, ahead=0))
+    with pytest.raises(FileNotFoundError, match="absent.csv"):
+        list(fsys.local_shards(uris[:1] + [f"{s3_bucket}/t/absent.csv"]))
