@@ -11,8 +11,9 @@ trainer's own reader (``recdistill.data.datasets.make_dataset``):
   paths feed the same reader (its CSV line and decode steps) through ``flat_map``: how
   ``make_dataset`` should read remote input (today it downloads every shard first).
 
-Timing windows alternate between the two in one process (``_common.alternate``); medians
-are compared. Peak disk is the largest total size of the downloaded copies, sampled every
+A third variant, local-flat_map, runs the s3 pipeline over the local files, to tell the cost
+of the pipeline's shape from the cost of downloading. Timing windows alternate between the
+variants in one process (``_common.alternate``); medians are compared. Peak disk is the largest total size of the downloaded copies, sampled every
 2 ms, in shards. Goal: s3 / local >= 0.8 with at most 2 shards on disk. The last line printed
 is the ratio.
 
@@ -142,7 +143,9 @@ def main() -> None:
         s3 = _streamed(uris, reader, batch_size)
         if s3.element_spec != local.element_spec:
             raise ValueError(f"the two inputs differ: {s3.element_spec} vs {local.element_spec}")
-        variants = {"local": iter(local), "s3": iter(s3)}
+        # The s3 pipeline over the local files: what the pipeline shape costs without S3.
+        flat = _streamed(filesystems.expand(folder), reader, batch_size)
+        variants = {"local": iter(local), "local-flat_map": iter(flat), "s3": iter(s3)}
         step = _common.student_step(cfg, model, cfg.model_config.kd, next(variants["local"])[0])
         disk = _DiskPeak(tempfile.tempdir)
         disk.start()

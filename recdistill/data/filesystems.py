@@ -509,7 +509,10 @@ def _remove_stale_temporaries(parent: str, name: str) -> None:
     """Deletes ``.tmp-<name>-*`` and ``.old-<name>-*`` siblings that no live run owns."""
     fs, parent_path = stores.resolve(parent)
     pattern = re.compile(rf"^\.(tmp|old)-{re.escape(name)}-[0-9a-f]{{12}}$")
-    names = set(listdir(parent))
+    # Not recursive (the parent may hold whole tables): a staging folder shows up through its
+    # lock object or its folder marker (makedirs writes one on object stores too).
+    selector = pafs.FileSelector(parent_path, recursive=False, allow_not_found=True)
+    names = {info.base_name for info in fs.get_file_info(selector)}
     # A lock without its folder is a run killed while it cleaned up.
     for entry in sorted({n.removesuffix(".lock") for n in names}):
         match = pattern.match(entry)

@@ -274,6 +274,8 @@ def test_remote_stale_staging_is_removed_after_stale_after(root, monkeypatch):
     final = fsys.join(root, "out")
     stale = fsys.join(root, ".tmp-out-0123456789ab")
     _write(fsys.join(stale, "part-0.csv"), b"x")
+    if fsys.is_remote(root):  # as a killed run leaves it (locally a lock nobody holds is dead)
+        _write(stale + ".lock", b"{}")
     with fsys.atomic_dir(final) as tmp:
         _write(fsys.join(tmp, "a"), b"1")
     assert fsys.exists(stale)  # just written: could be a live run on another machine
