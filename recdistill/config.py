@@ -188,7 +188,7 @@ def _read(path_or_text) -> tuple[str, str, str]:
     value = os.fspath(path_or_text)
     if isinstance(value, bytes):
         value = value.decode("utf-8")
-    if value.startswith("gs://"):
+    if value.startswith(("gs://", "s3://", "minio://")):
         from recdistill.data import filesystems  # lazy: config must not need the file layer
 
         with filesystems.open_input(value) as f:

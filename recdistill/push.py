@@ -155,7 +155,7 @@ def champion_from(destination: str) -> str | None:
 def _check_writable(destination: str) -> None:
     """Creates ``destination`` if needed and fails early when it cannot be written."""
     if filesystems.is_remote(destination):
-        bucket = "gs://" + destination[len("gs://"):].split("/", 1)[0]
+        bucket = filesystems.bucket_uri(destination)
         if not filesystems.exists(bucket):
             raise ValueError(f"{destination}: bucket {bucket} does not exist or is not "
                              "reachable. Create it or fix the destination.")

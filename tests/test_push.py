@@ -142,7 +142,7 @@ def test_champion_pointer_that_is_broken_falls_back_to_the_latest_version(toy, t
 @pytest.mark.parametrize("destination, message", [
     ("gs:/x", "malformed GCS URI"),
     ("../..", "'..' segments"),
-    ("s3://bucket/models", "unsupported scheme"),
+    ("ftp://bucket/models", "unsupported scheme"),
     ("gs://B/models", "bucket name"),
     ("", "must be a folder or gs:// URI"),
 ])
