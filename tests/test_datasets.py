@@ -193,7 +193,7 @@ def test_a_soft_label_that_is_not_finite_is_named_with_file_and_row(data, tmp_pa
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(zip(*values.values()))
     with pytest.raises(ValueError, match=r"bad\.csv: soft label column 'kd_soft' has 1 NaN/inf "
-                                         r"value\(s\), first at row 4"):
+                                         r"value\(s\), first at line 5"):
         datasets.check_inputs(str(path), cfg, columns=FEATURES, labels=LABELS)
 
 

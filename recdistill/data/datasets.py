@@ -5,9 +5,14 @@ This module owns turning data files into the batches the trainer feeds a model:
 tensor in its serving dtype (string / int64 / float32, the dtypes ``serving_default`` takes)
 and ``labels`` maps each label column (hard and soft) to a float32 ``[B]`` tensor.
 
+The format comes from ``data_config.input_type`` through the registry in
+``recdistill.data.formats``, the same one the Arrow readers (``recdistill.data.tables``) use.
+
 It also checks the data before any step runs (:func:`check_inputs`): every needed column
-exists, label columns are finite, and there is at least one row. A bad file should fail in
-seconds with a message naming the file and the column, not after an hour of training.
+exists, every value parses as its field's type, float features and labels are finite, and
+there is at least one row. The check reads through ``tables`` so a bad file fails in seconds
+with a message naming the file, the line and the column, not after an hour of training (or
+with TensorFlow's "record 86" of some batch of some file).
 
 Speed matters more than elegance here: per-row Python or per-row tf.data work would make
 input the bottleneck. CSV and TFRecord lines are batched first and decoded per batch
@@ -29,16 +34,14 @@ import tensorflow as tf
 
 from recdistill import config as config_lib
 from recdistill import features as features_lib
-from recdistill.data import filesystems, tables
+from recdistill.data import filesystems, formats, tables
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
 
 _DatasetConfig = pipeline_pb2.DatasetConfig
-_CSV_TYPES = (_DatasetConfig.CSVInput, _DatasetConfig.CSVInputV2, _DatasetConfig.CSVInputEx)
-_TFRECORD_TYPES = (_DatasetConfig.TFRecordInput, _DatasetConfig.BatchTFRecordInput)
-_PARQUET_TYPES = (_DatasetConfig.ParquetInput,)
 _BOOL = _DatasetConfig.FieldType.Value("BOOL")
+_FLOATS = (_DatasetConfig.FLOAT, _DatasetConfig.DOUBLE)
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -68,21 +71,16 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
       ValueError: the data lacks a needed column, a label is NaN/inf, there are no rows,
         or ``input_type`` is not CSV, Parquet or TFRecord.
     """
-    data_config = config.data_config
     names = list(columns)
     labels = list(labels)
+    fmt = formats.of(config.data_config)
     files = _local_files(uri)
     if check:
         _check_files(files, config, columns=names, labels=labels)
-    if data_config.input_type in _CSV_TYPES:
-        reader = _CsvReader(files, config, names, labels)
-    elif data_config.input_type in _TFRECORD_TYPES:
-        reader = _TfRecordReader(files, config, names, labels)
-    elif data_config.input_type in _PARQUET_TYPES:
+    if fmt is formats.PARQUET:
         return _parquet_dataset(files, config, names, labels, batch_size=batch_size,
                                 shuffle=shuffle, num_epochs=num_epochs, seed=seed)
-    else:
-        raise ValueError(_unsupported_format(data_config))
+    reader = (_CsvReader if fmt is formats.CSV else _TfRecordReader)(files, config, names, labels)
     return reader.dataset(batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs, seed=seed)
 
 
@@ -109,7 +107,6 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
 
 def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterable[str]) -> int:
     columns, labels = list(columns), list(labels)
-    soft = set(config_lib.soft_label_fields(config))
     needed = columns + [name for name in labels if name not in columns]
     rows = 0
     for path in files:
@@ -117,17 +114,7 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
             logger.warning("%s is empty", path)
             continue
         _check_columns(path, config, needed)
-        table = tables.read_table(path, config.data_config, fields=labels)
-        for name in labels:
-            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                kind = "soft label" if name in soft else "label"
-                raise ValueError(
-                    f"{path}: {kind} column {name!r} has {bad.size} NaN/inf value(s), first at "
-                    f"row {int(bad[0])} ({values[bad[0]]}). Regenerate the soft labels (check the "
-                    "teacher's outputs) or drop those rows before training.")
-        rows += table.num_rows
+        rows += _check_values(path, config, needed, labels)
     if rows == 0:
         raise ValueError(f"{', '.join(files)}: no rows to read. Check that the step writing this "
                          "data succeeded and that the path points at the right split.")
@@ -136,46 +123,52 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
     return rows
 
 
+def _check_values(path: str, config, needed: list, labels: list) -> int:
+    """Reads every needed column once: each value must parse as its field's type (else
+    ``tables.DataError`` names the line), and float features and labels must be finite.
+
+    Returns:
+      The file's number of rows.
+    """
+    soft = set(config_lib.soft_label_fields(config))
+    checked = [name for name in needed
+               if name in labels or config_lib.input_field(config, name).input_type in _FLOATS]
+    rows = 0
+    bad: dict = {}  # column -> [count, first row number, first value]
+    for numbered in tables.numbered_batches(path, config.data_config, fields=needed):
+        rows += numbered.batch.num_rows
+        for name in checked:
+            values = numbered.batch.column(name).to_numpy(zero_copy_only=False)
+            found = np.flatnonzero(~np.isfinite(values.astype(np.float64)))
+            if found.size:
+                entry = bad.setdefault(name, [0, int(numbered.rows[found[0]]), values[found[0]]])
+                entry[0] += found.size
+    if bad:
+        name, (count, row, value) = min(bad.items(), key=lambda item: item[1][1])
+        kind = ("soft label" if name in soft else "label" if name in labels else "feature")
+        fix = ("Regenerate the soft labels (check the teacher's outputs) or drop those rows"
+               if name in soft else "Fix or drop those rows (or fill them with a finite value)")
+        raise ValueError(
+            f"{path}: {kind} column {name!r} has {count} NaN/inf value(s), first at "
+            f"{_row_word(config)} {row} ({value}). {fix} before training.")
+    return rows
+
+
+def _row_word(config) -> str:
+    """How a file's rows are numbered: by line for CSV (header included), else by record."""
+    return "line" if formats.of(config.data_config) is formats.CSV else "row"
+
+
 def _local_files(uri: str) -> list:
     """Expands ``uri`` to data files (FileNotFoundError when none) and stages gs:// ones locally."""
     return [filesystems.localize(f) for f in filesystems.expand(uri)]
-
-
-def _unsupported_format(data_config) -> str:
-    valid = [_DatasetConfig.InputType.Name(t)
-             for t in _CSV_TYPES + _PARQUET_TYPES + _TFRECORD_TYPES]
-    return (f"data_config.input_type {_DatasetConfig.InputType.Name(data_config.input_type)} "
-            f"cannot be read here; valid: {', '.join(valid)}.")
-
-
-def _file_columns(path: str, config) -> list:
-    """The column names a data file actually holds."""
-    data_config = config.data_config
-    if data_config.input_type in _CSV_TYPES:
-        with open(path, "rb") as f:
-            first = f.readline().decode("utf-8").rstrip("\r\n")
-        if not first:
-            return [field.input_name for field in data_config.input_fields]  # empty file
-        values = first.split(data_config.separator)
-        if data_config.with_header:
-            return values
-        return [field.input_name for field in data_config.input_fields][:len(values)]
-    if data_config.input_type in _PARQUET_TYPES:
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    if data_config.input_type in _TFRECORD_TYPES:
-        for record in tf.data.TFRecordDataset(path, _compression(path)).take(1):
-            return list(tf.train.Example.FromString(record.numpy()).features.feature)
-        return [field.input_name for field in data_config.input_fields]  # empty file
-    raise ValueError(_unsupported_format(data_config))
 
 
 def _check_columns(path: str, config, needed: list) -> None:
     """Raises ValueError naming the file, the missing columns and the features reading them."""
     for name in needed:
         config_lib.input_field(config, name)  # the column must at least be declared
-    available = _file_columns(path, config)
+    available, note = tables.file_columns(path, config.data_config)
     missing = [name for name in needed if name not in available]
     if not missing:
         return
@@ -189,15 +182,12 @@ def _check_columns(path: str, config, needed: list) -> None:
         else f"{name!r} (a label)" if name in labels else repr(name) for name in missing)
     raise ValueError(f"{path}: column(s) {described} missing from the data; the file has "
                      f"{available}. Add the column to the data, or remove the feature from the "
-                     "config (and from its feature groups).")
-
-
-def _compression(path: str) -> str:
-    return "GZIP" if path.endswith(".gz") else ""
+                     "config (and from its feature groups)." + (f" {note}" if note else ""))
 
 
 def _tf_compression(path: tf.Tensor) -> tf.Tensor:
-    """:func:`_compression` for a path tensor inside ``interleave``."""
+    """GZIP for a path tensor ending in ``.gz`` (as the Arrow readers decide), inside
+    ``interleave``."""
     return tf.where(tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", "")
 
 
@@ -253,7 +243,7 @@ class _CsvReader(_LineReader):
     @staticmethod
     def _header(files, config) -> list:
         """The shared header of all shards (columns are selected by position)."""
-        headers = {path: _file_columns(path, config) for path in files
+        headers = {path: tables.file_columns(path, config.data_config)[0] for path in files
                    if os.path.getsize(path) > 0}
         first_path, first = next(iter(headers.items()), (files[0], []))
         for path, header in headers.items():

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 
 from recdistill.data import filesystems as fsys
-from recdistill.data import tables
+from recdistill.data import csv_format, tables
 from recdistill.protos import pipeline_pb2
 
 FIELDS = """
@@ -92,8 +92,12 @@ def test_tfrecord_is_readable_by_tensorflow(tmp_path):
     example = tf.train.Example.FromString(records[0].numpy())
     assert example.features.feature["user"].bytes_list.value == [b"u1"]
     assert example.features.feature["ts"].int64_list.value == [2**40]
-    # Nulls are absent features.
-    assert "user" not in tf.train.Example.FromString(records[1].numpy()).features.feature
+    # Nulls are features without a value, which tf.io.parse_example reads as its default.
+    second = tf.train.Example.FromString(records[1].numpy()).features.feature
+    assert "user" not in second or second["user"].WhichOneof("kind") is None
+    parsed = tf.io.parse_example([r.numpy() for r in records],
+                                 {"user": tf.io.FixedLenFeature([], tf.string, "anon")})
+    assert parsed["user"].numpy().tolist() == [b"u1", b"anon", b'u,3 "q"']
 
 
 def test_reads_uncompressed_tfrecord_written_by_tensorflow(tmp_path):
@@ -146,7 +150,7 @@ def test_wrong_column_count_names_the_row(tmp_path):
 
 
 def test_row_numbers_stay_exact_across_csv_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(tables, "_CSV_BLOCK_BYTES", 64)  # many blocks
+    monkeypatch.setattr(csv_format, "_BLOCK_BYTES", 64)  # many blocks
     lines = ["1,a,1,1,1,1"] * 60
     lines[9] = "1,a,1"  # skipped by the parser, shifts later rows
     lines[19] = ""  # blank line, not a row
