@@ -251,3 +251,40 @@ def test_shuffled_parquet_epochs_hold_each_row_once_per_epoch(data, tmp_path):
     in_file_order = [float(np.float32(v)) for v in columns["kd_soft"]]
     assert sorted(labels["kd_soft"].tolist()) == sorted(in_file_order * 2)
     assert labels["kd_soft"][:len(in_file_order)].tolist() != in_file_order
+
+
+@pytest.mark.parametrize("with_soft_labels", [True, False])
+def test_an_eval_table_reads_the_same_with_or_without_its_soft_label_columns(data, tmp_path,
+                                                                              with_soft_labels):
+    """What an EasyRec user evaluates on may carry the soft labels (issue 15.8): read with
+    the full config, asking for no soft label, both layouts give the same rows."""
+    from recdistill.data import tables
+
+    cfg, _, columns = data
+    names = [n for n in columns if with_soft_labels or n != "kd_soft"]
+    path = tmp_path / "eval.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(zip(*(columns[n] for n in names)))
+    features, labels = _collect(datasets.make_dataset(
+        str(path), cfg, columns=FEATURES, labels=["clk"], batch_size=16, shuffle=False,
+        num_epochs=1, optional_fields=["kd_soft"]))
+    assert features["user_id"].astype(str).tolist() == columns["user_id"]
+    np.testing.assert_allclose(features["price"], np.array(columns["price"], np.float32))
+    np.testing.assert_array_equal(labels["clk"], np.array(columns["clk"], np.float32))
+    table = tables.read_table(str(path), cfg.data_config, fields=["position", "clk"],
+                              optional_fields=["kd_soft"])
+    assert table.column("position").to_pylist() == [int(v) for v in columns["position"]]
+    assert table.column("clk").to_pylist() == [int(v) for v in columns["clk"]]
+
+
+def test_a_file_lacking_an_optional_column_that_is_asked_for_names_it(data, tmp_path):
+    from recdistill.data import tables
+
+    cfg, _, columns = data
+    path = tmp_path / "eval.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(zip(*(columns[n] for n in columns if n != "kd_soft")))
+    with pytest.raises(tables.DataError, match=r"eval\.csv: file \(without a header\) has no "
+                                               r"column kd_soft"):
+        tables.read_table(str(path), cfg.data_config, fields=["kd_soft"],
+                          optional_fields=["kd_soft"])

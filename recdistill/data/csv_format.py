@@ -16,7 +16,7 @@ Imports from recdistill: ``recdistill.data`` (filesystems, bad_rows, formats, sc
 import contextlib
 import csv
 import io
-from typing import Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,22 +33,43 @@ _HEAD_BYTES = 1 << 16
 _BLOCK_BYTES = 1 << 20
 
 
-def file_columns(uri: str, data_config: _Config) -> tuple[list[str], str]:
+def file_columns(uri: str, data_config: _Config,
+                 optional: Collection[str] = ()) -> tuple[list[str], str]:
     """The columns a CSV file holds, and a note on why one may look missing.
 
-    With a header: its names. Without: the input fields its first line has values for,
-    by position (an empty file is taken to have them all).
+    With a header: its names. Without: the columns of :func:`column_names` its first line
+    has values for, by position (an empty file is taken to have them all).
 
     Raises:
         DataError: the file is not CSV text (see :func:`first_line`).
     """
-    names = [f.input_name for f in data_config.input_fields]
     values = first_line(uri, data_config)
-    if values is None:
+    names = column_names(uri, data_config, optional, values)
+    if values is None or data_config.with_header:
         return names, ""
-    if data_config.with_header:
-        return values, ""
     return names[:len(values)], _position_note(values, data_config)
+
+
+def column_names(uri: str, data_config: _Config, optional: Collection[str] = (),
+                 first: list[str] | None = None) -> list[str]:
+    """The name of each column of a CSV file, in file order.
+
+    With a header: the header. Without: the input fields, less the ``optional`` ones when
+    the first line has exactly that many fewer values (an eval table without the soft-label
+    columns a training table has, say).
+
+    Args:
+        uri: the file.
+        data_config: its layout.
+        optional: input fields a file may lack.
+        first: the first line's values when already read (:func:`first_line`).
+    """
+    first = first_line(uri, data_config) if first is None else first
+    if data_config.with_header:
+        return first or []
+    names = [f.input_name for f in data_config.input_fields]
+    without = [n for n in names if n not in set(optional)]
+    return without if first is not None and len(first) == len(without) < len(names) else names
 
 
 def first_line(uri: str, data_config: _Config) -> list[str] | None:
@@ -74,14 +95,23 @@ def first_line(uri: str, data_config: _Config) -> list[str] | None:
     return values
 
 
-def read(uri: str, data_config: _Config, schema: schema_lib.Schema,
-         policy: BadRowPolicy) -> Iterator[schema_lib.Numbered]:
-    """Yields the typed rows of one CSV file, numbered by line (header included)."""
+def read(uri: str, data_config: _Config, schema: schema_lib.Schema, policy: BadRowPolicy,
+         optional: Collection[str] = ()) -> Iterator[schema_lib.Numbered]:
+    """Yields the typed rows of one CSV file, numbered by line (header included).
+
+    ``optional`` names input fields the file may lack (see :func:`column_names`).
+    """
     if len(data_config.separator) != 1:
         raise ValueError(f"data_config.separator must be one character for CSV input, got "
                          f"{data_config.separator!r}.")
     values = first_line(uri, data_config)
-    names = _column_names(uri, data_config, schema, values)
+    names = column_names(uri, data_config, optional, values)
+    missing = [n for n in schema.arrow.names if n not in names]
+    if missing:
+        where = "header" if data_config.with_header else "file (without a header)"
+        raise DataError(
+            f"{uri}: {where} has no column {', '.join(missing)}; it has {', '.join(names)}. "
+            "Fix the data or data_config.input_fields (or the fields requested).")
     note = "" if data_config.with_header else _position_note(values or names, data_config)
     header_lines = 1 if data_config.with_header else 0
     skipped: list[int] = []  # parser row numbers (header excluded) it dropped
@@ -157,20 +187,6 @@ def _open(uri: str) -> Iterator[io.RawIOBase]:
             return
         with pa.CompressedInputStream(raw, "gzip") as stream:
             yield stream
-
-
-def _column_names(uri, data_config, schema, first) -> list[str]:
-    """Column names of a CSV file: its header when with_header, else input_fields order."""
-    if not data_config.with_header:
-        return [f.input_name for f in data_config.input_fields]
-    names = first or []
-    missing = [n for n in schema.arrow.names if n not in names]
-    if missing:
-        raise DataError(
-            f"{uri}: header has no column {', '.join(missing)}; it has {', '.join(names)}. "
-            "Fix the header or data_config.input_fields (or set with_header: false)."
-        )
-    return names
 
 
 def _position_note(values: list[str], data_config: _Config) -> str:

@@ -47,7 +47,8 @@ _AUTOTUNE = tf.data.AUTOTUNE
 
 def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Iterable[str]],
                  labels: Iterable[str], batch_size: int, shuffle: bool, num_epochs: int,
-                 seed: Optional[int] = None, check: bool = True) -> tf.data.Dataset:
+                 seed: Optional[int] = None, check: bool = True,
+                 optional_fields: Iterable[str] = ()) -> tf.data.Dataset:
     """Reads data files into batches of ``(features, labels)`` dicts.
 
     Args:
@@ -61,7 +62,10 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
       shuffle: shuffle shard order and rows (within ``data_config.shuffle_buffer_size`` rows).
       num_epochs: passes over the data; 0 repeats forever.
       seed: shuffle seed, for reproducible runs.
-      check: run :func:`check_inputs` first (one pass over the label columns).
+      check: run :func:`check_inputs` first (one pass over the needed columns).
+      optional_fields: input fields the files may lack, e.g. the soft labels of an eval
+        table that may carry them (what an EasyRec user has) or not: read with the full
+        config, asking for no soft label. Only headerless CSV cares (columns by position).
 
     Returns:
       A prefetched ``tf.data.Dataset`` of ``({column: [B] tensor}, {label: float32 [B]})``.
@@ -74,17 +78,22 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
     names = list(columns)
     labels = list(labels)
     fmt = formats.of(config.data_config)
+    optional = frozenset(optional_fields)
     files = _local_files(uri)
     if check:
-        _check_files(files, config, columns=names, labels=labels)
+        _check_files(files, config, columns=names, labels=labels, optional=optional)
     if fmt is formats.PARQUET:
         return _parquet_dataset(files, config, names, labels, batch_size=batch_size,
                                 shuffle=shuffle, num_epochs=num_epochs, seed=seed)
-    reader = (_CsvReader if fmt is formats.CSV else _TfRecordReader)(files, config, names, labels)
+    if fmt is formats.CSV:
+        reader = _CsvReader(files, config, names, labels, optional)
+    else:
+        reader = _TfRecordReader(files, config, names, labels)
     return reader.dataset(batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs, seed=seed)
 
 
-def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[str]) -> int:
+def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[str],
+                 optional_fields: Iterable[str] = ()) -> int:
     """Checks data files before training and returns their number of rows.
 
     Args:
@@ -92,6 +101,7 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
       config: the ``EasyRecConfig`` describing them.
       columns: feature columns the model reads.
       labels: label columns (hard and soft).
+      optional_fields: input fields the files may lack (see :func:`make_dataset`).
 
     Returns:
       The total number of rows.
@@ -102,10 +112,12 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
         features that read it and the columns the file has), a label column holds NaN or inf
         (naming file, column, first bad row and how many), or there are no rows at all.
     """
-    return _check_files(_local_files(uri), config, columns=columns, labels=labels)
+    return _check_files(_local_files(uri), config, columns=columns, labels=labels,
+                        optional=frozenset(optional_fields))
 
 
-def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterable[str]) -> int:
+def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterable[str],
+                 optional: frozenset) -> int:
     columns, labels = list(columns), list(labels)
     needed = columns + [name for name in labels if name not in columns]
     rows = 0
@@ -113,8 +125,8 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
         if os.path.getsize(path) == 0:
             logger.warning("%s is empty", path)
             continue
-        _check_columns(path, config, needed)
-        rows += _check_values(path, config, needed, labels)
+        _check_columns(path, config, needed, optional)
+        rows += _check_values(path, config, needed, labels, optional)
     if rows == 0:
         raise ValueError(f"{', '.join(files)}: no rows to read. Check that the step writing this "
                          "data succeeded and that the path points at the right split.")
@@ -123,7 +135,7 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
     return rows
 
 
-def _check_values(path: str, config, needed: list, labels: list) -> int:
+def _check_values(path: str, config, needed: list, labels: list, optional: frozenset) -> int:
     """Reads every needed column once: each value must parse as its field's type (else
     ``tables.DataError`` names the line), and float features and labels must be finite.
 
@@ -135,7 +147,8 @@ def _check_values(path: str, config, needed: list, labels: list) -> int:
                if name in labels or config_lib.input_field(config, name).input_type in _FLOATS]
     rows = 0
     bad: dict = {}  # column -> [count, first row number, first value]
-    for numbered in tables.numbered_batches(path, config.data_config, fields=needed):
+    for numbered in tables.numbered_batches(path, config.data_config, fields=needed,
+                                            optional_fields=optional):
         rows += numbered.batch.num_rows
         for name in checked:
             values = numbered.batch.column(name).to_numpy(zero_copy_only=False)
@@ -164,11 +177,11 @@ def _local_files(uri: str) -> list:
     return [filesystems.localize(f) for f in filesystems.expand(uri)]
 
 
-def _check_columns(path: str, config, needed: list) -> None:
+def _check_columns(path: str, config, needed: list, optional: frozenset) -> None:
     """Raises ValueError naming the file, the missing columns and the features reading them."""
     for name in needed:
         config_lib.input_field(config, name)  # the column must at least be declared
-    available, note = tables.file_columns(path, config.data_config)
+    available, note = tables.file_columns(path, config.data_config, optional)
     missing = [name for name in needed if name not in available]
     if not missing:
         return
@@ -228,27 +241,30 @@ class _LineReader:
 class _CsvReader(_LineReader):
     """CSV shards: ``tf.io.decode_csv`` on whole batches of lines, only the needed columns."""
 
-    def __init__(self, files, config, columns, labels):
+    def __init__(self, files, config, columns, labels, optional: frozenset):
         super().__init__(files, config, columns, labels)
         data_config = config.data_config
         if len(data_config.separator) != 1:
             raise ValueError(f"data_config.separator must be one character for CSV input, got "
                              f"{data_config.separator!r}.")
-        order = (self._header(files, config) if data_config.with_header
-                 else [field.input_name for field in data_config.input_fields])
+        order = self._layout(files, data_config, optional)
         wanted = set(columns) | set(labels)
         self._selected = [(index, name) for index, name in enumerate(order) if name in wanted]
         self._defaults = [self._record_default(name) for _, name in self._selected]
 
     @staticmethod
-    def _header(files, config) -> list:
-        """The shared header of all shards (columns are selected by position)."""
-        headers = {path: tables.file_columns(path, config.data_config)[0] for path in files
+    def _layout(files, data_config, optional: frozenset) -> list:
+        """The column names all shards share (columns are selected by position)."""
+        csv_format = formats.CSV.module
+        layouts = {path: csv_format.column_names(path, data_config, optional) for path in files
                    if os.path.getsize(path) > 0}
-        first_path, first = next(iter(headers.items()), (files[0], []))
-        for path, header in headers.items():
-            if header != first:
-                raise ValueError(f"{path}: header {header} differs from {first_path}'s {first}. "
+        if not layouts:
+            return [field.input_name for field in data_config.input_fields]
+        first_path, first = next(iter(layouts.items()))
+        what = "header" if data_config.with_header else "columns"
+        for path, layout in layouts.items():
+            if layout != first:
+                raise ValueError(f"{path}: {what} {layout} differs from {first_path}'s {first}. "
                                  "Write every shard with the same columns in the same order.")
         return first
 

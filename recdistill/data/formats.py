@@ -10,10 +10,11 @@ trains is one the soft-label job can read too.
 
 A format module (``csv_format``, ``parquet_format``, ``tfrecord_format``) provides:
 
-- ``read(uri, data_config, schema, policy)``: numbered, typed record batches of one file;
+- ``read(uri, data_config, schema, policy, optional)``: numbered, typed record batches of one
+  file (``optional``: input fields a file may lack);
 - ``write(table, uri, data_config)``: one shard;
-- ``file_columns(uri, data_config)``: the columns a file holds, and a note for a user whose
-  needed column is missing (CSV without a header matches columns by position).
+- ``file_columns(uri, data_config, optional)``: the columns a file holds, and a note for a
+  user whose needed column is missing (CSV without a header matches columns by position).
 
 This module imports only ``recdistill.protos`` (``config`` imports it); the format modules are
 imported on first use.

@@ -7,7 +7,7 @@ under ``input_type: ParquetInput``, say) fails naming the file and what it looks
 Imports from recdistill: ``recdistill.data`` (filesystems, bad_rows, formats, schema) only.
 """
 
-from typing import Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -23,15 +23,19 @@ _Config = pipeline_pb2.DatasetConfig
 _READ_CHUNK_ROWS = 8192
 
 
-def file_columns(uri: str, data_config: _Config) -> tuple[list[str], str]:
+def file_columns(uri: str, data_config: _Config,
+                 optional: Collection[str] = ()) -> tuple[list[str], str]:
     """The columns a Parquet file holds (no note: columns are matched by name)."""
     with filesystems.open_input(uri) as f:
         return list(_open(uri, data_config, f).schema_arrow.names), ""
 
 
-def read(uri: str, data_config: _Config, schema: schema_lib.Schema,
-         policy: BadRowPolicy) -> Iterator[schema_lib.Numbered]:
-    """Yields the typed rows of one Parquet file, numbered from 1."""
+def read(uri: str, data_config: _Config, schema: schema_lib.Schema, policy: BadRowPolicy,
+         optional: Collection[str] = ()) -> Iterator[schema_lib.Numbered]:
+    """Yields the typed rows of one Parquet file, numbered from 1.
+
+    Columns are found by name, so ``optional`` (fields a file may lack) changes nothing.
+    """
     with filesystems.open_input(uri) as f:
         parquet = _open(uri, data_config, f)
         available = parquet.schema_arrow.names

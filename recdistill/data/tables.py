@@ -52,6 +52,7 @@ def read_table(
     fields: Sequence[str] | None = None,
     max_bad_rows_fraction: float = 0.0,
     report: ReadReport | None = None,
+    optional_fields: Iterable[str] = (),
 ) -> pa.Table:
     """Reads every data file under ``uri`` into one typed table.
 
@@ -62,6 +63,9 @@ def read_table(
         max_bad_rows_fraction: fraction of bad rows tolerated (skipped and reported);
             0 raises on the first bad row.
         report: filled with row counts and the skipped rows.
+        optional_fields: input fields a file may lack, e.g. the soft labels when reading an
+            eval table that may or may not carry them (only headerless CSV cares: its
+            columns are matched by position).
 
     Returns:
         A table with one column per field, typed per ``ARROW_TYPES``, no nulls.
@@ -75,7 +79,7 @@ def read_table(
     report = report if report is not None else ReadReport()
     schema = schema_lib.for_fields(data_config, fields)
     batches = [n.batch for n in _read_all(uri, data_config, schema, max_bad_rows_fraction,
-                                          report)]
+                                          report, optional_fields)]
     table = pa.Table.from_batches(batches, schema=schema.arrow)
     logger.info("Read %d rows (%d bad skipped) from %d file(s) at %s",
                 table.num_rows, report.bad_row_count, len(report.files), uri)
@@ -90,6 +94,7 @@ def iter_batches(
     fields: Sequence[str] | None = None,
     max_bad_rows_fraction: float = 0.0,
     report: ReadReport | None = None,
+    optional_fields: Iterable[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Streams the data under ``uri`` as record batches of exactly ``batch_size`` rows.
 
@@ -102,28 +107,31 @@ def iter_batches(
     report = report if report is not None else ReadReport()
     schema = schema_lib.for_fields(data_config, fields)
     batches = (n.batch for n in _read_all(uri, data_config, schema, max_bad_rows_fraction,
-                                          report))
+                                          report, optional_fields))
     yield from _rebatch(batches, batch_size, schema)
 
 
-def numbered_batches(uri: str, data_config: _Config, *,
-                     fields: Sequence[str] | None = None) -> Iterator[schema_lib.Numbered]:
+def numbered_batches(uri: str, data_config: _Config, *, fields: Sequence[str] | None = None,
+                     optional_fields: Iterable[str] = ()) -> Iterator[schema_lib.Numbered]:
     """Streams typed batches of the file(s) at ``uri``, each row with its row number.
 
     For checks that name the row at fault (line for CSV, record for Parquet and TFRecord);
-    batch sizes are the readers' own. The first bad row raises ``DataError``.
+    batch sizes are the readers' own. The first bad row raises ``DataError``. Arguments are
+    those of ``read_table``.
     """
     schema = schema_lib.for_fields(data_config, fields)
-    yield from _read_all(uri, data_config, schema, 0.0, ReadReport())
+    yield from _read_all(uri, data_config, schema, 0.0, ReadReport(), optional_fields)
 
 
-def file_columns(uri: str, data_config: _Config) -> tuple[list[str], str]:
+def file_columns(uri: str, data_config: _Config,
+                 optional_fields: Iterable[str] = ()) -> tuple[list[str], str]:
     """The columns one data file holds, and a note for a user whose column looks missing.
 
     Raises:
         DataError: the file is not in the format input_type names.
     """
-    return formats.of(data_config).module.file_columns(uri, data_config)
+    return formats.of(data_config).module.file_columns(uri, data_config,
+                                                       frozenset(optional_fields))
 
 
 def write_table(
@@ -158,12 +166,14 @@ def write_table(
     return uri
 
 
-def _read_all(uri, data_config, schema, max_fraction, report) -> Iterator[schema_lib.Numbered]:
+def _read_all(uri, data_config, schema, max_fraction, report,
+              optional_fields: Iterable[str]) -> Iterator[schema_lib.Numbered]:
     module = formats.of(data_config).module
     policy = BadRowPolicy(max_fraction, report)
+    optional = frozenset(optional_fields)
     for path in filesystems.expand(uri):
         report.files.append(path)
-        yield from module.read(path, data_config, schema, policy)
+        yield from module.read(path, data_config, schema, policy, optional)
     policy.finish(uri)
 
 

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -51,7 +51,8 @@ _KINDS = {
 _WRONG_KIND = re.compile(r'expected (\w+), found (\w+) for feature "([^"]*)"')
 
 
-def file_columns(uri: str, data_config: _Config) -> tuple[list[str], str]:
+def file_columns(uri: str, data_config: _Config,
+                 optional: Collection[str] = ()) -> tuple[list[str], str]:
     """The features of a file's first ``tf.Example`` (all input fields for an empty file)."""
     with _staged(uri) as path:
         for records in _record_chunks(uri, path, data_config, chunk=1):
@@ -60,9 +61,12 @@ def file_columns(uri: str, data_config: _Config) -> tuple[list[str], str]:
     return [f.input_name for f in data_config.input_fields], ""
 
 
-def read(uri: str, data_config: _Config, schema: schema_lib.Schema,
-         policy: BadRowPolicy) -> Iterator[schema_lib.Numbered]:
-    """Yields the typed rows of one TFRecord file, numbered by record from 1."""
+def read(uri: str, data_config: _Config, schema: schema_lib.Schema, policy: BadRowPolicy,
+         optional: Collection[str] = ()) -> Iterator[schema_lib.Numbered]:
+    """Yields the typed rows of one TFRecord file, numbered by record from 1.
+
+    Columns are found by name, so ``optional`` (fields a file may lack) changes nothing.
+    """
     decoder = _decoder(schema.fields)
     with _staged(uri) as path:
         first = 1
