@@ -288,3 +288,23 @@ def test_a_file_lacking_an_optional_column_that_is_asked_for_names_it(data, tmp_
                                                r"column kd_soft"):
         tables.read_table(str(path), cfg.data_config, fields=["kd_soft"],
                           optional_fields=["kd_soft"])
+
+
+def test_session_grouped_batches_keep_each_session_in_one_batch(data, caplog):
+    cfg, shards, columns = data
+    largest = max(columns["user_id"].count(user) for user in set(columns["user_id"]))
+    with caplog.at_level("INFO", logger="recdistill.data.datasets"):
+        dataset = datasets.make_dataset(shards, cfg, columns=["user_id", "position"],
+                                        labels=["kd_soft"], batch_size=largest + 1, shuffle=True,
+                                        num_epochs=1, seed=4, session_column="user_id")
+    batches = [(f["user_id"].numpy().astype(str), l["kd_soft"].numpy()) for f, l in dataset]
+    assert all(len(users) <= largest + 1 for users, _ in batches) and len(batches) > 1
+    seen = {}
+    for index, (users, _) in enumerate(batches):
+        for user in set(users):
+            assert user not in seen, f"session {user} in batches {seen.get(user)} and {index}"
+            seen[user] = index
+    assert sorted(seen) == sorted(set(columns["user_id"]))
+    soft = np.concatenate([values for _, values in batches])
+    assert sorted(soft.tolist()) == sorted(float(np.float32(v)) for v in columns["kd_soft"])
+    assert "of sessions kept whole" in caplog.text and "100.0%" in caplog.text

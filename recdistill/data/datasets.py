@@ -30,11 +30,12 @@ import os
 from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
+import pyarrow as pa
 import tensorflow as tf
 
 from recdistill import config as config_lib
 from recdistill import features as features_lib
-from recdistill.data import filesystems, formats, tables
+from recdistill.data import filesystems, formats, sessions, tables
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ _AUTOTUNE = tf.data.AUTOTUNE
 def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Iterable[str]],
                  labels: Iterable[str], batch_size: int, shuffle: bool, num_epochs: int,
                  seed: Optional[int] = None, check: bool = True,
-                 optional_fields: Iterable[str] = ()) -> tf.data.Dataset:
+                 optional_fields: Iterable[str] = (),
+                 session_column: str = "") -> tf.data.Dataset:
     """Reads data files into batches of ``(features, labels)`` dicts.
 
     Args:
@@ -66,6 +68,10 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
       optional_fields: input fields the files may lack, e.g. the soft labels of an eval
         table that may carry them (what an EasyRec user has) or not: read with the full
         config, asking for no soft label. Only headerless CSV cares (columns by position).
+      session_column: when set, the input field naming each row's session (e.g. a kd
+        block's ``session_name``): each session's rows go into one batch and ``shuffle``
+        shuffles sessions, not rows (see ``recdistill.data.sessions``). Batches then hold
+        at most ``batch_size`` rows, and the needed columns are held in memory.
 
     Returns:
       A prefetched ``tf.data.Dataset`` of ``({column: [B] tensor}, {label: float32 [B]})``.
@@ -82,6 +88,10 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
     files = _local_files(uri)
     if check:
         _check_files(files, config, columns=names, labels=labels, optional=optional)
+    if session_column:
+        return _session_dataset(files, config, names, labels, session_column,
+                                batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs,
+                                seed=seed, optional=optional)
     if fmt is formats.PARQUET:
         return _parquet_dataset(files, config, names, labels, batch_size=batch_size,
                                 shuffle=shuffle, num_epochs=num_epochs, seed=seed)
@@ -324,15 +334,9 @@ class _TfRecordReader(_LineReader):
 
 def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed):
     """Parquet shards read by pyarrow in column batches (no per-row work)."""
-    dtypes = {name: features_lib.serving_dtype(config_lib.input_field(config, name).input_type)
-              for name in columns}
+    dtypes = _feature_dtypes(config, columns)
     fields = list(dict.fromkeys(columns + labels))
     window = batch_size * max(1, -(-config.data_config.shuffle_buffer_size // batch_size))
-
-    def to_numpy(batch, name, dtype):
-        # tables.iter_batches already filled empty values with the field's default.
-        values = batch.column(name).to_numpy(zero_copy_only=False)
-        return values.astype(object) if dtype == tf.string else values.astype(dtype.as_numpy_dtype)
 
     def batches():
         rng = np.random.default_rng(seed)
@@ -344,8 +348,8 @@ def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num
                 for batch in tables.iter_batches(files[index], config.data_config,
                                                  batch_size=window if shuffle else batch_size,
                                                  fields=fields):
-                    features = {n: to_numpy(batch, n, d) for n, d in dtypes.items()}
-                    targets = {n: to_numpy(batch, n, tf.float32) for n in labels}
+                    features = {n: _to_numpy(batch, n, d) for n, d in dtypes.items()}
+                    targets = {n: _to_numpy(batch, n, tf.float32) for n in labels}
                     rows = np.arange(batch.num_rows)
                     if shuffle:
                         rows = rng.permutation(batch.num_rows)
@@ -354,6 +358,55 @@ def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num
                         yield ({n: v[take] for n, v in features.items()},
                                {n: v[take] for n, v in targets.items()})
 
-    signature = ({n: tf.TensorSpec([None], d) for n, d in dtypes.items()},
-                 {n: tf.TensorSpec([None], tf.float32) for n in labels})
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(_AUTOTUNE)
+    return tf.data.Dataset.from_generator(
+        batches, output_signature=_signature(dtypes, labels)).prefetch(_AUTOTUNE)
+
+
+def _session_dataset(files, config, columns, labels, session_column, *, batch_size, shuffle,
+                     num_epochs, seed, optional):
+    """The needed columns of all files in memory, batched whole sessions at a time."""
+    dtypes = _feature_dtypes(config, columns)
+    fields = list(dict.fromkeys(columns + labels + [session_column]))
+    table = pa.concat_tables(tables.read_table(path, config.data_config, fields=fields,
+                                               optional_fields=optional) for path in files)
+    features = {n: _to_numpy(table, n, d) for n, d in dtypes.items()}
+    targets = {n: _to_numpy(table, n, tf.float32) for n in labels}
+    ids = table.column(session_column).to_numpy(zero_copy_only=False)
+    plan = sessions.session_batches(ids, batch_size,
+                                    np.random.default_rng(seed) if shuffle else None)
+    logger.info("Session-grouped batches on %r: %d sessions in %d batches, %.1f pairs per "
+                "batch, %.1f%% of sessions kept whole", session_column, plan.sessions,
+                len(plan.batches), plan.pairs_per_batch, 100 * plan.kept_whole)
+    if plan.split_sessions:
+        logger.warning("%d of %d sessions have more rows than batch_size %d and are split over "
+                       "batches (pairs across the pieces are lost); raise batch_size to keep "
+                       "them whole", plan.split_sessions, plan.sessions, batch_size)
+
+    def batches():
+        rng = np.random.default_rng(seed)
+        epoch = 0
+        while num_epochs == 0 or epoch < num_epochs:
+            epoch += 1
+            packed = sessions.session_batches(ids, batch_size, rng if shuffle else None)
+            for take in packed.batches:
+                yield ({n: v[take] for n, v in features.items()},
+                       {n: v[take] for n, v in targets.items()})
+
+    return tf.data.Dataset.from_generator(
+        batches, output_signature=_signature(dtypes, labels)).prefetch(_AUTOTUNE)
+
+
+def _feature_dtypes(config, columns) -> dict:
+    return {name: features_lib.serving_dtype(config_lib.input_field(config, name).input_type)
+            for name in columns}
+
+
+def _signature(dtypes: dict, labels: list) -> tuple:
+    return ({n: tf.TensorSpec([None], d) for n, d in dtypes.items()},
+            {n: tf.TensorSpec([None], tf.float32) for n in labels})
+
+
+def _to_numpy(batch, name: str, dtype: tf.DType) -> np.ndarray:
+    """A typed column (defaults already filled by ``tables``) as the numpy a tensor takes."""
+    values = batch.column(name).to_numpy(zero_copy_only=False)
+    return values.astype(object) if dtype == tf.string else values.astype(dtype.as_numpy_dtype)
