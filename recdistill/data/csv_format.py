@@ -165,7 +165,11 @@ def _head(uri: str, data_config: _Config) -> bytes:
     """The first bytes of the (decompressed) file, checked to be text."""
     with _open(uri) as f:
         head = f.read(_HEAD_BYTES)
-    if formats.kind(head) != "text":
+    found = formats.kind(head)
+    if found == "not-utf8":
+        raise DataError(f"{uri}: the file is not UTF-8 text. Re-encode it as UTF-8 (e.g. "
+                        "iconv -f latin1 -t utf-8 < in.csv > out.csv).")
+    if found != "text":
         raise DataError(formats.mismatch(uri, data_config, head))
     return head
 

@@ -82,18 +82,20 @@ def of(data_config: _Config) -> Format:
 
 
 def kind(head: bytes) -> str:
-    """What the first bytes of a file are: "parquet", "gzip", "binary" or "text"."""
+    """What the first bytes of a file are: "parquet", "gzip", "binary", "text" or
+    "not-utf8" (text in another encoding)."""
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
+    if any(byte < 0x20 and byte not in b"\t\r\n" for byte in head):
+        return "binary"
     try:
-        text = head.decode("utf-8")
+        head.decode("utf-8")
     except UnicodeDecodeError as err:
         if err.start < len(head) - 3:  # not merely a character cut at the end of head
-            return "binary"
-        text = head[:err.start].decode("utf-8")
-    return "binary" if any(c < " " and c not in "\t\r\n" for c in text) else "text"
+            return "not-utf8"
+    return "text"
 
 
 def describe(head: bytes) -> str:
@@ -104,7 +106,8 @@ def describe(head: bytes) -> str:
         return f"text starting {first[:60]!r} (CSV? input_type: CSVInput)"
     return {"parquet": "a Parquet file (input_type: ParquetInput)",
             "gzip": "gzip-compressed data",
-            "binary": "binary data (a TFRecord file? input_type: TFRecordInput)"}[found]
+            "binary": "binary data (a TFRecord file? input_type: TFRecordInput)",
+            "not-utf8": "text that is not UTF-8 (re-encode it, e.g. iconv -t utf-8)"}[found]
 
 
 def mismatch(uri: str, data_config: _Config, head: bytes) -> str:

@@ -84,6 +84,15 @@ def test_iter_batches_streams_exact_sizes_with_fields(root, input_type):
     assert ts == EXPECTED["ts"] * 5
 
 
+@pytest.mark.parametrize("input_type", ["CSVInputV2", "CSVInputEx", "BatchTFRecordInput"])
+def test_every_easyrec_input_type_of_a_format_reads_and_writes_as_that_format(tmp_path,
+                                                                             input_type):
+    config = _config(input_type)
+    written = tables.write_table(_table(), str(tmp_path), config)
+    assert written.endswith(".csv" if "CSV" in input_type else ".tfrecord.gz")
+    assert tables.read_table(str(tmp_path), config).to_pydict() == EXPECTED
+
+
 def test_tfrecord_is_readable_by_tensorflow(tmp_path):
     import tensorflow as tf
 

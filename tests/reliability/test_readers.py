@@ -116,6 +116,11 @@ CASES = [
          error=tables.DataError,
          fragment=r"train\.tfrecord\.gz: data_config\.input_type is CSVInput, but the file is "
                   r"binary data \(a TFRecord file\? input_type: TFRecordInput\)"),
+    Case("CSV text that is not UTF-8",
+         lambda tmp, cfg, lines: _write(tmp, _text(_set(lines, 2, 2, "Müller")).encode("latin1"),
+                                        "train.csv"),
+         error=tables.DataError,
+         fragment=r"train\.csv: the file is not UTF-8 text\. Re-encode it as UTF-8"),
     Case("gzip CSV named .gz is read through gzip (15.9)",
          lambda tmp, cfg, lines: _write(tmp, gzip.compress(_text(lines).encode()), "train.csv.gz"),
          error=None),
