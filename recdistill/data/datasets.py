@@ -19,7 +19,9 @@ input the bottleneck. CSV and TFRecord lines are batched first and decoded per b
 (``tf.io.decode_csv`` / ``tf.io.parse_example`` on ``[B]`` strings), shards are read in
 parallel with ``interleave``, and everything is prefetched. Parquet is read by pyarrow in
 column batches. ``gs://`` inputs are staged locally with ``filesystems.localize`` first,
-because ``tf.io.gfile`` cannot reach every GCS endpoint (e.g. the test emulator).
+because ``tf.io.gfile`` cannot reach every GCS endpoint (e.g. the test emulator). With a
+``session_column`` the needed columns are read into memory and batched whole sessions at a
+time (``recdistill.data.sessions``), for pairwise and listwise kd losses.
 
 Imports ``recdistill.config``, ``recdistill.features`` (serving dtypes and defaults) and the
 rest of ``recdistill.data``; never ``kfp`` or models.
@@ -78,8 +80,9 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
 
     Raises:
       FileNotFoundError: ``uri`` matches no data file.
-      ValueError: the data lacks a needed column, a label is NaN/inf, there are no rows,
-        or ``input_type`` is not CSV, Parquet or TFRecord.
+      ValueError: the data lacks a needed column, a label or float feature is NaN/inf, a
+        value does not parse (``tables.DataError``), there are no rows, or ``input_type``
+        is not one ``recdistill.data.formats`` reads.
     """
     names = list(columns)
     labels = list(labels)
@@ -119,8 +122,11 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
     Raises:
       FileNotFoundError: ``uri`` matches no data file.
       ValueError: a needed column is missing from a file (naming the file, the column, the
-        features that read it and the columns the file has), a label column holds NaN or inf
-        (naming file, column, first bad row and how many), or there are no rows at all.
+        features that read it and the columns the file has), a label or float feature
+        column holds NaN or inf (naming file, column, first bad line or row and how many),
+        or there are no rows at all.
+      tables.DataError: a value does not parse as its field's type, or a file is not in
+        the format ``input_type`` names (naming file, line or row, field and fix).
     """
     return _check_files(_local_files(uri), config, columns=columns, labels=labels,
                         optional=frozenset(optional_fields))
