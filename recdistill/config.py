@@ -427,6 +427,13 @@ def _check_data(cfg) -> Iterator[_Problem]:
     if data.batch_size <= 0:
         yield _Problem("data_config.batch_size", "must be > 0", _show(data.batch_size),
                        "Set a positive batch size, e.g. 1024")
+    from recdistill.data import formats  # lazy, like filesystems: imports only the protos
+
+    supported = formats.supported_input_types()
+    input_type = pipeline_pb2.DatasetConfig.InputType.Name(data.input_type)
+    if input_type not in supported:
+        yield _Problem("data_config.input_type", "is not a format recdistill reads",
+                       input_type, f"Use one of {_choices(supported)}")
     inputs = _input_names(cfg)
     if not data.label_fields:
         yield _Problem("data_config.label_fields", "must name at least one label", "nothing",

@@ -299,11 +299,21 @@ def _one_error(tmp_path, old, new, needle, occurrence=0):
      "Valid: clk, kd_soft, kd_soft2; add it to label_fields."),
     ("    pred_name: 'logits'\n    loss_type", "    loss_type", "  kd {",
      "model_config.kd[1].pred_name is required, got nothing."),
+    ("  batch_size: 64\n", "  batch_size: 64\n  input_type: OdpsInputV2\n", "OdpsInputV2",
+     "data_config.input_type is not a format recdistill reads, got OdpsInputV2. Use one of "
+     "CSVInput, CSVInputV2, CSVInputEx, ParquetInput, TFRecordInput, BatchTFRecordInput."),
 ])
 def test_semantic_errors_name_file_line_field_value_and_fix(tmp_path, old, new, needle, expected):
     occurrence = 1 if needle == "  kd {" else 0
     prefix, problem = _one_error(tmp_path, old, new, needle, occurrence)
     assert problem.startswith(prefix + expected), problem
+
+
+@pytest.mark.parametrize("input_type", ["CSVInputV2", "CSVInputEx", "BatchTFRecordInput"])
+def test_every_easyrec_type_of_a_supported_format_loads(input_type):
+    cfg = load_config(STUDENT.replace("  batch_size: 64\n",
+                                      f"  batch_size: 64\n  input_type: {input_type}\n"))
+    assert pipeline_pb2.DatasetConfig.InputType.Name(cfg.data_config.input_type) == input_type
 
 
 def test_missing_soft_label_name_points_at_the_kd_block(tmp_path):
