@@ -522,16 +522,8 @@ def _check_kd(cfg) -> Iterator[_Problem]:
             yield _Problem(f"{path}.soft_label_name", "must be one of data_config.label_fields",
                            _show(kd.soft_label_name),
                            f"Valid: {_choices(labels)}; add it to label_fields")
-        problems = kd_params.block_problems(kd)
-        for problem in problems:
+        for problem in kd_params.block_problems(kd, _input_names(cfg)):
             yield _Problem(f"{path}.{problem.field}", problem.problem, problem.got, problem.fix)
-        columns = [] if problems else kd_params.block_params(i, kd).feature_names
-        inputs = _input_names(cfg)
-        for column in columns:
-            if column not in inputs:
-                yield _Problem(f"{path}", f"reads input column {column!r}, which is not a "
-                               "data_config input field", _show(column),
-                               f"Valid: {_choices(inputs)}; add it to input_fields")
 
 
 def _check_train(cfg) -> Iterator[_Problem]:

@@ -309,12 +309,17 @@ def _spell(value) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def block_problems(block: pipeline_pb2.KD) -> list:
+def block_problems(block: pipeline_pb2.KD, input_names: Optional[list] = None) -> list:
     """Every rule a kd block breaks, as :class:`Problem` s (empty when the block is usable).
 
     The one home of kd's rules: config validation reports them at load time with file and
     line, :func:`recdistill.kd.build_kd_losses` raises on them for blocks built in code.
-    Names (pred_name, soft_label_name, columns) are checked where they are known.
+    Prediction and label names are checked where they are known.
+
+    Args:
+        block: a ``KD`` message.
+        input_names: the config's input columns; when given, every column the block reads
+            (session, task-space indicator, sample weight) must be one of them.
     """
     problems = []
     grouping = kd_grouping(block.loss_type)
@@ -347,7 +352,23 @@ def block_problems(block: pipeline_pb2.KD) -> list:
             problems.append(Problem("scale_by_temperature_squared", "is set but L2_LOSS ignores "
                                     "the temperature", "true",
                                     "Remove it or change loss_weight instead"))
-        return problems
+    else:
+        problems += _ranking_problems(block, grouping, type_name, wanted)
+    columns = [("sample_weight_name", block.sample_weight_name),
+               ("task_space_indicator_name", block.task_space_indicator_name)]
+    if wanted:
+        columns.append((f"{wanted}.session_name", getattr(block, wanted).session_name))
+    for field, column in columns:
+        if input_names is not None and column and column not in input_names:
+            problems.append(Problem(field, "must name a data_config input field", _spell(column),
+                                    f"Valid: {', '.join(input_names)}; add it to input_fields"))
+    return problems
+
+
+def _ranking_problems(block: pipeline_pb2.KD, grouping: int, type_name: str,
+                      wanted: str) -> list:
+    """The rules of a pairwise/listwise block's ``loss_param``."""
+    problems = []
     param = getattr(block, wanted)
     if param.temperature <= 0:
         problems.append(Problem(f"{wanted}.temperature", "must be > 0 (the logits are divided "
