@@ -495,6 +495,15 @@ def test_kd_task_checks_pred_name_against_the_models_outputs_before_tracing():
         kd.KdTask([], [block], prediction_names=["probs", "logits"])
 
 
+def test_kd_task_accepts_known_prediction_names():
+    task = kd.KdTask([("logits", "clk", 1.0)], [make_block(pipeline_pb2.PAIRWISE_HINGE_LOSS)],
+                     prediction_names=["probs", "logits"])
+    parts = task({"logits": tf.constant(STUDENT)}, {"clk": SPACE, "kd_soft": TEACHER},
+                 features=features())
+    expected = np_hinge(STUDENT, TEACHER, SESSIONS, ones())
+    assert float(parts["kd_loss_logits_kd_soft"]) == pytest.approx(expected, rel=1e-6)
+
+
 def test_kd_task_names_the_feature_columns_training_must_feed():
     blocks = [make_block(pipeline_pb2.PAIRWISE_HINGE_LOSS, block_fields={
         "sample_weight_name": "w", "task_space_indicator_name": "space",

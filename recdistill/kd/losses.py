@@ -123,16 +123,22 @@ def _ranking_loss(index, block, student, teacher, num_class, weights, features, 
                                              weights, scale)
 
 
+def check_prediction_name(field: str, name: str, names: Iterable[str]) -> None:
+    """Raises a ValueError listing every prediction name when ``name`` is not among them."""
+    names = list(names)
+    if name not in names:
+        raise ValueError(
+            f"{field} {name!r} is not a prediction of the model; available predictions: "
+            f"{', '.join(sorted(names))}. Set {field.rsplit('.', 1)[-1]} to one of them."
+        )
+
+
 def prediction(field: str, name: str, predictions: Mapping[str, tf.Tensor]) -> tf.Tensor:
     """Looks up a prediction as float32 (float64 kept), listing every name when it is absent.
 
     Half-precision outputs are widened because ``eps = 1e-7`` underflows in float16.
     """
-    if name not in predictions:
-        raise ValueError(
-            f"{field} {name!r} is not a prediction of the model; available predictions: "
-            f"{', '.join(sorted(predictions))}. Set {field.rsplit('.', 1)[-1]} to one of them."
-        )
+    check_prediction_name(field, name, predictions)
     value = tf.convert_to_tensor(predictions[name])
     return value if value.dtype == tf.float64 else tf.cast(value, tf.float32)
 
