@@ -238,6 +238,22 @@ def test_pairwise_focal_matches_easyrec(param, session):
     assert tf_loss(block) == pytest.approx(expected, rel=1e-6)
 
 
+SKEWED = np.array(["x", "x", "y", "x", "x", "z", "x", "x", "w", "x", "x", "x"])
+
+
+@pytest.mark.parametrize("loss_type, reference, param", [
+    (pipeline_pb2.PAIRWISE_HINGE_LOSS, np_hinge, {"ohem_ratio": 0.5}),
+    (pipeline_pb2.PAIRWISE_LOGISTIC_LOSS, np_logistic, {}),
+    (pipeline_pb2.PAIRWISE_FOCAL_LOSS, np_focal, {"hinge_margin": 0.5, "ohem_ratio": 0.7}),
+], ids=["hinge", "logistic", "focal"])
+def test_one_long_session_among_short_ones_pairs_over_the_batch_grid(loss_type, reference,
+                                                                     param):
+    """4 sessions padded to 9 rows would need 4 * 81 > 12^2 slots: the B x B grid is used."""
+    block = make_block(loss_type, **param)
+    expected = reference(STUDENT, TEACHER, SKEWED, ones(), **param)
+    assert tf_loss(block, feats={"sessions": SKEWED}) == pytest.approx(expected, rel=1e-6)
+
+
 def test_pairwise_defaults_without_a_loss_param_block_rank_the_whole_batch():
     block = pipeline_pb2.KD(pred_name="logits", soft_label_name="kd_soft",
                             loss_type=pipeline_pb2.PAIRWISE_LOGISTIC_LOSS)

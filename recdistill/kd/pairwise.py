@@ -18,8 +18,9 @@ A pair weighs ``w_i``, the per-row weight of its higher-labelled row; the batch 
 :func:`recdistill.kd.weighting.hard_example_mean` (``ohem_ratio`` keeps the hardest pairs).
 These follow EasyRec's ``easy_rec/python/loss/pairwise_loss.py`` except that
 ``use_exponent`` maps the student's own logits (EasyRec maps the labels twice, so the student
-gets no gradient). Pairs are enumerated per session with ragged ranges, so a batch of ``B``
-rows in sessions of ``n_k`` rows costs ``sum(n_k^2)``, not ``B^2``.
+gets no gradient). Pairs are dense ``[G, L, L]`` grids of the sessions padded to the longest
+(:func:`pair_grid`), so a batch of ``S`` sessions costs ``S * max(n_k)^2`` pair slots (at most
+``B^2``), with no gathers over pairs.
 """
 
 from typing import Optional, Tuple
@@ -35,37 +36,72 @@ EXP_CLIP = 88.0
 FOCAL_EPSILON = 1e-7
 
 
-def candidate_pairs(size: tf.Tensor, segments: Optional[tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Every ordered pair ``(i, j)`` of rows in one segment (``i == j`` included).
+def _grid(values: list, segments: Optional[tf.Tensor]) -> list:
+    """Lays ``[B]`` row values out as ``[G, L]`` groups for pairwise broadcasting.
+
+    One group per session, padded to the longest (``L``), when that holds at most ``B^2``
+    slots; otherwise (a few long sessions among many short ones) one group of the whole batch
+    whose same-session test comes from the key. So a batch of sessions of ``n_k`` rows costs
+    ``min(S * max(n_k)^2, B^2)`` pair slots, never more than EasyRec's ``B x B``.
 
     Args:
-        size: the batch size ``B`` (scalar int32 tensor).
-        segments: ``[B]`` int32 segment ids in ``[0, S)``, or None for one segment.
+        values: ``[B]`` tensors (one dtype each).
+        segments: ``[B]`` int32 session ids in ``[0, S)``, or None for one session.
 
     Returns:
-        ``(i, j)``, two int32 vectors of row indices.
+        the values as ``[G, L]`` tensors, then ``valid`` (``[G, L]`` bool: a real row) and
+        ``key`` (``[G, L]`` int32: rows pair only with rows of the same key).
     """
-    rows = tf.range(size)
+    size = tf.size(values[0])
     if segments is None:
-        return tf.repeat(rows, size), tf.tile(rows, [size])
-    order = tf.argsort(segments, stable=True)
+        segments = tf.zeros([size], tf.int32)
     counts = tf.math.bincount(segments, dtype=tf.int32)
-    starts = tf.cumsum(counts, exclusive=True)
-    sorted_segments = tf.gather(segments, order)
-    row_start, row_count = tf.gather(starts, sorted_segments), tf.gather(counts, sorted_segments)
-    partners = tf.ragged.range(row_start, row_start + row_count).flat_values
-    return tf.gather(order, tf.repeat(rows, row_count)), tf.gather(order, partners)
+    count, longest = tf.size(counts), tf.reduce_max(counts)
+    fits = (tf.cast(count, tf.int64) * tf.cast(longest, tf.int64) ** 2
+            <= tf.cast(size, tf.int64) ** 2)
+
+    def by_session():
+        order = tf.argsort(segments, stable=True)
+        ordered = tf.gather(segments, order)
+        position = tf.range(size) - tf.gather(tf.cumsum(counts, exclusive=True), ordered)
+        index, shape = tf.stack([ordered, position], axis=1), tf.stack([count, longest])
+        grids = [tf.scatter_nd(index, tf.gather(value, order), shape) for value in values]
+        valid = tf.scatter_nd(index, tf.ones([size], tf.int32), shape) > 0
+        return grids + [valid, tf.zeros(shape, tf.int32)]
+
+    def whole_batch():
+        return [value[None, :] for value in values] + [tf.ones([1, size], tf.bool),
+                                                       segments[None, :]]
+
+    return tf.cond(fits, by_session, whole_batch)
 
 
-def ordered_pairs(labels: tf.Tensor, segments: Optional[tf.Tensor]):
-    """The pairs ``(i, j)`` of one segment with ``labels[i] > labels[j]``."""
-    i, j = candidate_pairs(tf.size(labels), segments)
-    keep = tf.gather(labels, i) > tf.gather(labels, j)
-    return tf.boolean_mask(i, keep), tf.boolean_mask(j, keep)
+def _outer(grid: tf.Tensor, op) -> tf.Tensor:
+    """``op(grid[g, i], grid[g, j])`` for every pair of slots: ``[G, L, L]``."""
+    return op(grid[:, :, None], grid[:, None, :])
 
 
-def _difference(values: tf.Tensor, i: tf.Tensor, j: tf.Tensor) -> tf.Tensor:
-    return tf.gather(values, i) - tf.gather(values, j)
+def pair_grid(student: tf.Tensor, teacher: tf.Tensor, weights: tf.Tensor,
+              segments: Optional[tf.Tensor]):
+    """The pairs of one session with ``teacher[i] > teacher[j]``, as ``[G, L, L]`` grids.
+
+    Returns:
+        ``(student_gap, teacher_gap, pair_weights, mask)``: ``s_i - s_j``, ``y_i - y_j``,
+        ``w_i`` where ``mask`` (the pair exists) and 0 elsewhere, and ``mask``.
+    """
+    student, teacher, weights, valid, key = _grid([student, teacher, weights], segments)
+    mask = (_outer(valid, tf.logical_and) & _outer(key, tf.equal)
+            & _outer(teacher, tf.greater))
+    pair_weights = tf.where(mask, tf.broadcast_to(weights[:, :, None], tf.shape(mask)),
+                            tf.zeros([], weights.dtype))
+    return _outer(student, tf.subtract), _outer(teacher, tf.subtract), pair_weights, mask
+
+
+def _reduce(losses: tf.Tensor, pair_weights: tf.Tensor, mask: tf.Tensor,
+            ohem_ratio: float) -> tf.Tensor:
+    """The batch loss over the masked pairs (see :func:`weighting.hard_example_mean`)."""
+    return weighting.hard_example_mean(tf.reshape(losses, [-1]), tf.reshape(pair_weights, [-1]),
+                                       ohem_ratio, tf.reduce_sum(tf.cast(mask, tf.int32)))
 
 
 def _softened(value: tf.Tensor, temperature: float) -> tf.Tensor:
@@ -80,15 +116,14 @@ def hinge_loss(loss: params_lib.PairwiseHinge, student: tf.Tensor, teacher: tf.T
         teacher = _softened(teacher, loss.temperature)
     if loss.use_exponent:
         teacher, student = tf.nn.sigmoid(teacher), tf.nn.sigmoid(student)
-    i, j = ordered_pairs(teacher, segments)
-    student_gap = _difference(student, i, j)
-    margin = _difference(teacher, i, j) if loss.use_label_margin else loss.margin
+    student_gap, teacher_gap, pair_weights, mask = pair_grid(student, teacher, weights, segments)
+    margin = teacher_gap if loss.use_label_margin else loss.margin
     diff = margin - student_gap
     if loss.use_exponent:
         losses = tf.nn.relu(tf.exp(tf.clip_by_value(diff, -EXP_CLIP, EXP_CLIP)) - 1.0)
     else:
         losses = tf.nn.relu(diff)
-    return weighting.hard_example_mean(losses, tf.gather(weights, i), loss.ohem_ratio)
+    return _reduce(losses, pair_weights, mask, loss.ohem_ratio)
 
 
 def logistic_loss(loss: params_lib.PairwiseLogistic, student: tf.Tensor, teacher: tf.Tensor,
@@ -97,29 +132,26 @@ def logistic_loss(loss: params_lib.PairwiseLogistic, student: tf.Tensor, teacher
     student = _softened(student, loss.temperature)
     if loss.use_label_margin:
         teacher = _softened(teacher, loss.temperature)
-    i, j = ordered_pairs(teacher, segments)
-    gap = _difference(student, i, j)
+    gap, teacher_gap, pair_weights, mask = pair_grid(student, teacher, weights, segments)
     if loss.use_label_margin:
-        gap -= _difference(teacher, i, j)
+        gap -= teacher_gap
     elif loss.hinge_margin is not None:
         gap -= loss.hinge_margin
     losses = tf.nn.relu(-gap) + tf.math.log1p(tf.exp(-tf.abs(gap)))
-    return weighting.hard_example_mean(losses, tf.gather(weights, i), loss.ohem_ratio)
+    return _reduce(losses, pair_weights, mask, loss.ohem_ratio)
 
 
 def focal_loss(loss: params_lib.PairwiseFocal, student: tf.Tensor, teacher: tf.Tensor,
                segments: Optional[tf.Tensor], weights: tf.Tensor) -> tf.Tensor:
     """PAIRWISE_FOCAL_LOSS of ``[B]`` student logits against teacher labels."""
     student = _softened(student, loss.temperature)
-    i, j = ordered_pairs(teacher, segments)
-    gap = _difference(student, i, j)
-    pair_weights = tf.gather(weights, i)
+    gap, _, pair_weights, mask = pair_grid(student, teacher, weights, segments)
     if loss.hinge_margin is not None:
-        inside = gap < loss.hinge_margin
-        gap, pair_weights = tf.boolean_mask(gap, inside), tf.boolean_mask(pair_weights, inside)
+        mask &= gap < loss.hinge_margin
+        pair_weights = tf.where(mask, pair_weights, tf.zeros_like(pair_weights))
     prob = tf.clip_by_value(tf.nn.sigmoid(gap), FOCAL_EPSILON, 1.0 - FOCAL_EPSILON)
     focal = tf.pow(1.0 - prob, loss.gamma)
     if loss.alpha is not None:
         focal *= loss.alpha
     losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(gap), logits=gap)
-    return weighting.hard_example_mean(losses, focal * pair_weights, loss.ohem_ratio)
+    return _reduce(losses, focal * pair_weights, mask, loss.ohem_ratio)

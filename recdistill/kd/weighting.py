@@ -70,15 +70,23 @@ def nonzero_mean(losses: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(total, present)
 
 
-def hard_example_mean(losses: tf.Tensor, weights: tf.Tensor, ohem_ratio: float) -> tf.Tensor:
+def hard_example_mean(losses: tf.Tensor, weights: tf.Tensor, ohem_ratio: float,
+                      count: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Online hard example mining: the mean of the positive ``w * l`` among the largest
     ``round(n * ohem_ratio)`` (round half to even, as ``tf.math.rint``); all when the ratio
     is 1. EasyRec returns NaN when no kept loss is positive; this returns 0.
+
+    Args:
+        losses: non-negative losses.
+        weights: their non-negative weights, 0 for entries that are padding.
+        ohem_ratio: the share kept, in (0, 1].
+        count: ``n``, the number of real entries (default: all of them).
     """
     if ohem_ratio == 1.0:
         return nonzero_mean(losses, weights)
     weighted = losses * weights
-    k = tf.cast(tf.math.rint(tf.cast(tf.size(weighted), tf.float32) * ohem_ratio), tf.int32)
+    count = tf.size(weighted) if count is None else count
+    k = tf.cast(tf.math.rint(tf.cast(count, tf.float32) * ohem_ratio), tf.int32)
     top = tf.math.top_k(weighted, k).values
     positive = tf.cast(top > 0, top.dtype)
     return tf.math.divide_no_nan(tf.reduce_sum(top * positive), tf.reduce_sum(positive))
