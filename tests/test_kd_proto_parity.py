@@ -149,7 +149,8 @@ def test_every_ranking_kd_type_has_its_loss_param_field(name):
     if params.kd_grouping(loss_type) == params.POINTWISE:
         assert field is None
     else:
-        assert field in [f.name for f in pipeline_pb2.KD.DESCRIPTOR.oneofs_by_name["loss_param"].fields]
+        oneof = pipeline_pb2.KD.DESCRIPTOR.oneofs_by_name["loss_param"]
+        assert field in [f.name for f in oneof.fields]
 
 
 def test_numeric_loss_type_reads_as_easyrec_means_it():

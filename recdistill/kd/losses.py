@@ -5,7 +5,6 @@ the per-row weights and calls the block's pure loss function (pointwise, pairwis
 listwise); the arithmetic lives in those modules.
 """
 
-import logging
 from typing import Iterable, Mapping, Optional, Union
 
 import tensorflow as tf
@@ -13,8 +12,6 @@ import tensorflow as tf
 from recdistill.kd import listwise, pairwise, pointwise, weighting
 from recdistill.kd import params as params_lib
 from recdistill.protos import pipeline_pb2
-
-logger = logging.getLogger(__name__)
 
 PAIRWISE_LOSSES = {
     params_lib.PairwiseHinge: pairwise.hinge_loss,

@@ -23,7 +23,7 @@ gets no gradient). Pairs are dense ``[G, L, L]`` grids of the sessions padded to
 ``B^2``), with no gathers over pairs.
 """
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import tensorflow as tf
 
@@ -49,8 +49,8 @@ def _grid(values: list, segments: Optional[tf.Tensor]) -> list:
         segments: ``[B]`` int32 session ids in ``[0, S)``, or None for one session.
 
     Returns:
-        the values as ``[G, L]`` tensors, then ``valid`` (``[G, L]`` bool: a real row) and
-        ``key`` (``[G, L]`` int32: rows pair only with rows of the same key).
+        the values as ``[G, L]`` tensors, then ``key`` (``[G, L]`` int32): slots pair only
+        with slots of the same key; each padding slot has a key of its own (negative).
     """
     size = tf.size(values[0])
     if segments is None:
@@ -66,12 +66,12 @@ def _grid(values: list, segments: Optional[tf.Tensor]) -> list:
         position = tf.range(size) - tf.gather(tf.cumsum(counts, exclusive=True), ordered)
         index, shape = tf.stack([ordered, position], axis=1), tf.stack([count, longest])
         grids = [tf.scatter_nd(index, tf.gather(value, order), shape) for value in values]
-        valid = tf.scatter_nd(index, tf.ones([size], tf.int32), shape) > 0
-        return grids + [valid, tf.zeros(shape, tf.int32)]
+        slots = tf.reshape(tf.range(count * longest), shape)
+        real = tf.scatter_nd(index, tf.ones([size], tf.bool), shape)
+        return grids + [tf.where(real, 0, -1 - slots)]
 
     def whole_batch():
-        return [value[None, :] for value in values] + [tf.ones([1, size], tf.bool),
-                                                       segments[None, :]]
+        return [value[None, :] for value in values] + [segments[None, :]]
 
     return tf.cond(fits, by_session, whole_batch)
 
@@ -86,15 +86,18 @@ def pair_grid(student: tf.Tensor, teacher: tf.Tensor, weights: tf.Tensor,
     """The pairs of one session with ``teacher[i] > teacher[j]``, as ``[G, L, L]`` grids.
 
     Returns:
-        ``(student_gap, teacher_gap, pair_weights, mask)``: ``s_i - s_j``, ``y_i - y_j``,
-        ``w_i`` where ``mask`` (the pair exists) and 0 elsewhere, and ``mask``.
+        ``(student, teacher, pair_weights, mask)``: the ``[G, L]`` student and teacher grids
+        (:func:`gap` gives their pair differences), ``w_i`` where ``mask`` (the pair exists)
+        and 0 elsewhere, and ``mask``.
     """
-    student, teacher, weights, valid, key = _grid([student, teacher, weights], segments)
-    mask = (_outer(valid, tf.logical_and) & _outer(key, tf.equal)
-            & _outer(teacher, tf.greater))
-    pair_weights = tf.where(mask, tf.broadcast_to(weights[:, :, None], tf.shape(mask)),
-                            tf.zeros([], weights.dtype))
-    return _outer(student, tf.subtract), _outer(teacher, tf.subtract), pair_weights, mask
+    student, teacher, weights, key = _grid([student, teacher, weights], segments)
+    mask = _outer(key, tf.equal) & _outer(teacher, tf.greater)
+    return student, teacher, tf.cast(mask, weights.dtype) * weights[:, :, None], mask
+
+
+def gap(grid: tf.Tensor) -> tf.Tensor:
+    """``grid[g, i] - grid[g, j]`` for every pair of slots: ``[G, L, L]``."""
+    return _outer(grid, tf.subtract)
 
 
 def _reduce(losses: tf.Tensor, pair_weights: tf.Tensor, mask: tf.Tensor,
@@ -116,9 +119,9 @@ def hinge_loss(loss: params_lib.PairwiseHinge, student: tf.Tensor, teacher: tf.T
         teacher = _softened(teacher, loss.temperature)
     if loss.use_exponent:
         teacher, student = tf.nn.sigmoid(teacher), tf.nn.sigmoid(student)
-    student_gap, teacher_gap, pair_weights, mask = pair_grid(student, teacher, weights, segments)
-    margin = teacher_gap if loss.use_label_margin else loss.margin
-    diff = margin - student_gap
+    student, teacher, pair_weights, mask = pair_grid(student, teacher, weights, segments)
+    margin = gap(teacher) if loss.use_label_margin else loss.margin
+    diff = margin - gap(student)
     if loss.use_exponent:
         losses = tf.nn.relu(tf.exp(tf.clip_by_value(diff, -EXP_CLIP, EXP_CLIP)) - 1.0)
     else:
@@ -132,12 +135,10 @@ def logistic_loss(loss: params_lib.PairwiseLogistic, student: tf.Tensor, teacher
     student = _softened(student, loss.temperature)
     if loss.use_label_margin:
         teacher = _softened(teacher, loss.temperature)
-    gap, teacher_gap, pair_weights, mask = pair_grid(student, teacher, weights, segments)
-    if loss.use_label_margin:
-        gap -= teacher_gap
-    elif loss.hinge_margin is not None:
-        gap -= loss.hinge_margin
-    losses = tf.nn.relu(-gap) + tf.math.log1p(tf.exp(-tf.abs(gap)))
+    student, teacher, pair_weights, mask = pair_grid(student, teacher, weights, segments)
+    margin = gap(teacher) if loss.use_label_margin else (loss.hinge_margin or 0.0)
+    diff = gap(student) - margin
+    losses = tf.nn.relu(-diff) + tf.math.log1p(tf.exp(-tf.abs(diff)))
     return _reduce(losses, pair_weights, mask, loss.ohem_ratio)
 
 
@@ -145,13 +146,14 @@ def focal_loss(loss: params_lib.PairwiseFocal, student: tf.Tensor, teacher: tf.T
                segments: Optional[tf.Tensor], weights: tf.Tensor) -> tf.Tensor:
     """PAIRWISE_FOCAL_LOSS of ``[B]`` student logits against teacher labels."""
     student = _softened(student, loss.temperature)
-    gap, _, pair_weights, mask = pair_grid(student, teacher, weights, segments)
+    student, _, pair_weights, mask = pair_grid(student, teacher, weights, segments)
+    diff = gap(student)
     if loss.hinge_margin is not None:
-        mask &= gap < loss.hinge_margin
-        pair_weights = tf.where(mask, pair_weights, tf.zeros_like(pair_weights))
-    prob = tf.clip_by_value(tf.nn.sigmoid(gap), FOCAL_EPSILON, 1.0 - FOCAL_EPSILON)
+        mask &= diff < loss.hinge_margin
+        pair_weights *= tf.cast(mask, pair_weights.dtype)
+    prob = tf.clip_by_value(tf.nn.sigmoid(diff), FOCAL_EPSILON, 1.0 - FOCAL_EPSILON)
     focal = tf.pow(1.0 - prob, loss.gamma)
     if loss.alpha is not None:
         focal *= loss.alpha
-    losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(gap), logits=gap)
+    losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.ones_like(diff), logits=diff)
     return _reduce(losses, focal * pair_weights, mask, loss.ohem_ratio)

@@ -135,7 +135,8 @@ LossParams = Union[Pointwise, PairwiseHinge, PairwiseLogistic, PairwiseFocal, Li
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpace:
-    """Rows whose ``indicator`` column equals ``value`` weigh ``in_weight``, others ``out_weight``."""
+    """Rows whose ``indicator`` column equals ``value`` weigh ``in_weight``, others
+    ``out_weight``."""
 
     indicator: str
     value: str

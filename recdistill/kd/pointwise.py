@@ -15,7 +15,8 @@ EPSILON = 1e-7
 
 
 def to_logits(value: tf.Tensor, is_logits: bool, use_logit: bool) -> tf.Tensor:
-    """Maps probabilities to logits: ``logit(p)`` (p clipped to [eps, 1-eps]) or ``log(p + eps)``."""
+    """Maps probabilities to logits: ``logit(p)`` (p clipped to [eps, 1-eps]) or
+    ``log(p + eps)``."""
     if is_logits:
         return value
     if use_logit:
