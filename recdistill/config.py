@@ -8,8 +8,9 @@ produce one warning; a field EasyRec does not have is a parse error.
 
 Every semantic problem is collected and reported at once in one :class:`ConfigError`, each as
 ``<file>:<line>: <field path> <problem>, got <value>. <fix>.`` so a user fixes a config in one
-round. It must import nothing from recdistill except ``recdistill.protos`` (the file layer is
-imported lazily, only to read ``gs://`` configs).
+round. It must import nothing from recdistill except ``recdistill.protos`` and
+``recdistill.kd.params`` (kd's rules, TensorFlow-free; the file layer is imported lazily, only
+to read ``gs://`` configs).
 """
 
 import collections
@@ -21,6 +22,7 @@ from typing import Iterator, NamedTuple
 
 from google.protobuf import descriptor, text_format
 
+from recdistill.kd import params as kd_params
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
@@ -30,9 +32,6 @@ TEXT_NAME = "<text>"
 
 MODEL_CLASSES = {"DSSM": "dssm", "DCN": "dcn", "DeepFM": "deepfm", "GBDT": "gbdt"}
 """Each model_class recdistill trains, mapped to the ``model_config`` oneof block it needs."""
-
-KD_LOSS_TYPES = ("CROSS_ENTROPY_LOSS", "L2_LOSS", "BINARY_CROSS_ENTROPY_LOSS", "KL_DIVERGENCE_LOSS")
-"""The loss types a ``kd`` block may use (EasyRec's build_kd_loss supports the same four)."""
 
 DSSM_DEFAULT_GROUPS = {"user_tower": "user", "item_tower": "item"}
 """EasyRec's DSSM always reads the feature groups 'user' and 'item'; tower ``id`` is a name."""
@@ -530,16 +529,8 @@ def _check_kd(cfg) -> Iterator[_Problem]:
             yield _Problem(f"{path}.soft_label_name", "must be one of data_config.label_fields",
                            _show(kd.soft_label_name),
                            f"Valid: {_choices(labels)}; add it to label_fields")
-        if kd.temperature < 0:
-            yield _Problem(f"{path}.temperature", "must be >= 0", _show(kd.temperature),
-                           "Use 1.0 (or 0) for no softening")
-        if kd.loss_weight < 0:
-            yield _Problem(f"{path}.loss_weight", "must be >= 0", _show(kd.loss_weight),
-                           "Use 1.0 for an equal weight, 0 to switch the block off")
-        loss_type = pipeline_pb2.LossType.Name(kd.loss_type)
-        if loss_type not in KD_LOSS_TYPES:
-            yield _Problem(f"{path}.loss_type", f"must be one of {_choices(KD_LOSS_TYPES)}",
-                           loss_type, "Use CROSS_ENTROPY_LOSS for EasyRec's default")
+        for problem in kd_params.block_problems(kd, _input_names(cfg)):
+            yield _Problem(f"{path}.{problem.field}", problem.problem, problem.got, problem.fix)
 
 
 def _check_train(cfg) -> Iterator[_Problem]:

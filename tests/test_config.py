@@ -292,8 +292,10 @@ def _one_error(tmp_path, old, new, needle, occurrence=0):
     ("loss_weight: 0.5", "loss_weight: -0.5", "loss_weight",
      "model_config.kd[1].loss_weight must be >= 0, got -0.5."),
     ("loss_type: L2_LOSS", "loss_type: CIRCLE_LOSS", "CIRCLE_LOSS",
-     "model_config.kd[1].loss_type must be one of CROSS_ENTROPY_LOSS, L2_LOSS, "
-     "BINARY_CROSS_ENTROPY_LOSS, KL_DIVERGENCE_LOSS, got CIRCLE_LOSS."),
+     "model_config.kd[1].loss_type must be one of L2_LOSS, CROSS_ENTROPY_LOSS, "
+     "PAIRWISE_FOCAL_LOSS, PAIRWISE_LOGISTIC_LOSS, BINARY_CROSS_ENTROPY_LOSS, KL_DIVERGENCE_LOSS, "
+     "PAIRWISE_HINGE_LOSS, LISTWISE_RANK_LOSS, LISTWISE_DISTILL_LOSS, "
+     "LISTWISE_CALIBRATED_DISTILL_LOSS, got CIRCLE_LOSS."),
     ("soft_label_name: 'kd_soft2'", "soft_label_name: 'kd_soft3'", "kd_soft3",
      "model_config.kd[1].soft_label_name must be one of data_config.label_fields, got 'kd_soft3'. "
      "Valid: clk, kd_soft, kd_soft2; add it to label_fields."),
@@ -484,15 +486,17 @@ def test_field_lines_follow_nesting_and_repeated_indices():
     assert lines["a"] == 1
 
 
-def test_config_imports_nothing_from_recdistill_but_protos():
+def test_config_imports_nothing_from_recdistill_but_protos_and_kd_rules():
     import subprocess
     import sys
 
     code = ("import sys, recdistill.config; "
-            "print(sorted(m for m in sys.modules if m.startswith('recdistill')))")
+            "print(sorted(m for m in sys.modules if m.startswith('recdistill')), "
+            "'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted(
-        ["recdistill", "recdistill.config", "recdistill.protos", "recdistill.protos.pipeline_pb2"]))
+        ["recdistill", "recdistill.config", "recdistill.kd", "recdistill.kd.params",
+         "recdistill.protos", "recdistill.protos.pipeline_pb2"])) + " False"
 
 
 def test_without_kd_drops_kd_blocks_and_soft_label_fields():
