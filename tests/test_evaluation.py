@@ -378,3 +378,9 @@ def test_evaluation_written_to_gcs(toy, gcs_bucket):
     assert result.metrics_uri == f"{out}/{evaluation.METRICS_FILE}"
     assert filesystems.exists(result.report_uri)
     assert evaluation.read_evaluation(out)["blessed"] is True
+
+
+def test_sessions_default_to_the_gauc_uid_field_or_take_session_field():
+    cfg = load_config(toy_models.config_text())
+    assert evaluation._target(cfg).session_field == "user_id"
+    assert evaluation._target(cfg, "x").session_field == "x"
