@@ -3,9 +3,9 @@
 The page shows the blessing verdict and its reasons, a table of every model's metrics, the
 teacher-student agreement, the per-session consistency with the teacher's ranking, ROC curves
 of all models on one plot, a calibration (reliability) plot and the score distributions of
-teacher and student. It works offline and as a KFP
-``HTML`` artifact, since nothing is linked. Plots use matplotlib's object API on the Agg
-canvas (no pyplot, no display, no global backend switch).
+teacher and student. It works offline and as a KFP ``HTML`` artifact, since nothing is linked.
+Plots use matplotlib's object API on the Agg canvas (no pyplot, no display, no global backend
+switch).
 
 This module renders what evaluation computed; it imports only ``recdistill.metrics``.
 """
