@@ -1,8 +1,10 @@
-"""Tests for recdistill.push: versions, blessing gate, atomicity under kill -9, local and gs://."""
+"""Tests for recdistill.push: versions, blessing and digest gate, atomicity under kill -9,
+concurrent pushers, retries and NaN models, local and gs://."""
 
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,20 +25,40 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WX, WZ, B = 1.3, -0.2, 0.1
 
 
+def evaluate_into(out_dir, model, data, thresholds):
+    """Runs the real evaluation; stamps the model's digest while evaluation does not yet.
+
+    The digest key is written by recdistill.evaluation on the "evaluation" branch; until that
+    is merged the test adds what it would write (the lead drops this stamping at merge).
+    """
+    evaluation.evaluate(model, data, load_config(toy_models.config_text()),
+                        thresholds=thresholds, out_dir=str(out_dir))
+    metrics_file = os.path.join(out_dir, evaluation.METRICS_FILE)
+    metrics = json.loads(open(metrics_file).read())
+    metrics.setdefault(push.DIGEST_KEY, exported.model_digest(model))
+    with open(metrics_file, "w") as f:
+        f.write(json.dumps(metrics))
+    return str(out_dir)
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    """A student export, a blessed and a not-blessed evaluation of it."""
+    """A student export, a blessed and a not-blessed evaluation of it, and the eval data."""
     root = tmp_path_factory.mktemp("push")
     table = toy_models.make_table(users=6, rows_per_user=20)
     data = toy_models.write_csv(root / "eval" / "part-00000.csv", table)
     model = toy_models.save_linear(root / "student", WX, WZ, B)
-    cfg = load_config(toy_models.config_text())
-    blessed = str(root / "eval_blessed")
-    evaluation.evaluate(model, data, cfg, thresholds={"min_auc": 0.5}, out_dir=blessed)
-    not_blessed = str(root / "eval_not_blessed")
-    evaluation.evaluate(model, data, cfg, thresholds={"min_auc": 0.999}, out_dir=not_blessed)
-    return {"root": root, "table": table, "model": model, "blessed": blessed,
+    blessed = evaluate_into(root / "eval_blessed", model, data, {"min_auc": 0.5})
+    not_blessed = evaluate_into(root / "eval_not_blessed", model, data, {"min_auc": 0.999})
+    return {"root": root, "table": table, "data": data, "model": model, "blessed": blessed,
             "not_blessed": not_blessed}
+
+
+def other_model(toy, name, wx):
+    """Another blessed model (different weights, so a different digest) and its evaluation."""
+    model = toy_models.save_linear(toy["root"] / name, wx, WZ, B)
+    return model, evaluate_into(toy["root"] / f"eval_{name}", model, toy["data"],
+                                {"min_auc": 0.5})
 
 
 def assert_same_predictions(version_uri, table):
@@ -59,12 +81,13 @@ def test_push_copies_a_blessed_model_as_version_1_and_makes_it_champion(toy, tmp
     assert result.pushed and result.version == 1 and result.blessed and not result.forced
     assert result.version_uri == os.path.join(dest, "1")
     assert result.source == exported.export_dir(toy["model"])
-    assert sorted(os.listdir(dest)) == ["1", push.CHAMPION_FILE]
+    assert sorted(os.listdir(dest)) == [push.CLAIMS_DIR, "1", push.CHAMPION_FILE]
     for name in ("saved_model.pb", "variables", exported.METADATA_FILE, push.PUSH_METADATA_FILE):
         assert os.path.exists(os.path.join(dest, "1", name))
     recorded = json.loads(open(os.path.join(dest, "1", push.PUSH_METADATA_FILE)).read())
     student_auc = evaluation.read_evaluation(toy["blessed"])["models"]["student"]["auc"]
     assert recorded["version"] == 1 and recorded["source"] == result.source
+    assert recorded[push.DIGEST_KEY] == exported.model_digest(toy["model"])
     assert recorded["metrics"]["auc"] == student_auc and recorded["pushed_at"]
     assert json.loads(open(os.path.join(dest, push.CHAMPION_FILE)).read())["version"] == 1
     assert push.champion_from(dest) == os.path.join(dest, "1")
@@ -73,13 +96,17 @@ def test_push_copies_a_blessed_model_as_version_1_and_makes_it_champion(toy, tmp
 
 def test_versions_increase_and_keep_deletes_the_oldest_after_the_new_one(toy, tmp_path):
     dest = str(tmp_path / "serving")
-    results = [push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"], keep=2)
-               for _ in range(3)]
+    models = [(toy["model"], toy["blessed"]), other_model(toy, "v2", 0.9),
+              other_model(toy, "v3", 0.8)]
+    results = [push.push_model(model, dest, evaluation_dir=ev, keep=2) for model, ev in models]
     assert [r.version for r in results] == [1, 2, 3]
     assert [r.deleted_versions for r in results] == [[], [], [1]]
     assert push.list_versions(dest) == [2, 3]
+    assert sorted(os.listdir(os.path.join(dest, push.CLAIMS_DIR)))[0].startswith("2.")
     assert push.champion_from(dest) == os.path.join(dest, "3")
-    assert_same_predictions(os.path.join(dest, "3"), toy["table"])
+    rows = {k: v[:7] for k, v in toy["table"].items()}
+    np.testing.assert_allclose(exported.load_exported(os.path.join(dest, "3")).predict(rows)[
+        "probs"], toy_models.linear_probs(rows, 0.8, WZ, B), rtol=1e-6)
 
 
 def test_versions_other_tools_pushed_are_counted_but_never_deleted(toy, tmp_path):
@@ -89,7 +116,8 @@ def test_versions_other_tools_pushed_are_counted_but_never_deleted(toy, tmp_path
     (foreign / "saved_model.pb").write_bytes(b"someone else's model")
     result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"], keep=1)
     assert result.version == 8  # after the highest integer folder, complete or not
-    push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"], keep=1)
+    model, evaluated = other_model(toy, "foreign_next", 0.7)
+    push.push_model(model, str(dest), evaluation_dir=evaluated, keep=1)
     assert version_names(str(dest)) == ["7", "9"] and push.list_versions(str(dest)) == [9]
 
 
@@ -114,24 +142,106 @@ def test_evaluation_of_another_model_is_refused(toy, tmp_path):
     other = toy_models.save_linear(tmp_path / "other", 0.5)
     dest = tmp_path / "serving"
     result = push.push_model(other, str(dest), evaluation_dir=toy["blessed"])
-    assert result.pushed is False and "evaluated" in result.reason
+    assert result.pushed is False
+    assert f"names model {exported.model_digest(toy['model'])}" in result.reason
+    assert f"not this model ({exported.model_digest(other)})" in result.reason
     assert not dest.exists()
+
+
+def test_a_copy_of_the_evaluated_export_elsewhere_is_accepted(toy, tmp_path):
+    copy = tmp_path / "copied_model"
+    shutil.copytree(exported.export_dir(toy["model"]), copy / "export")
+    result = push.push_model(str(copy), str(tmp_path / "serving"), evaluation_dir=toy["blessed"])
+    assert result.pushed and result.version == 1 and result.blessed
+
+
+def write_evaluation(folder, metrics):
+    folder.mkdir()
+    (folder / evaluation.METRICS_FILE).write_text(json.dumps(metrics))
+    return str(folder)
+
+
+def test_a_hand_written_blessing_is_refused_unless_forced(toy, tmp_path):
+    dest = tmp_path / "serving"
+    bare = write_evaluation(tmp_path / "bare", {"blessed": True})
+    result = push.push_model(toy["model"], str(dest), evaluation_dir=bare)
+    assert result.pushed is False and result.blessed is False
+    assert "names no model_digest (hand-written or from an older recdistill)" in result.reason
+    # With this model's digest but a verdict its own metrics do not give.
+    real = json.loads(open(os.path.join(toy["not_blessed"], evaluation.METRICS_FILE)).read())
+    real["blessed"] = real["blessing"]["blessed"] = True
+    edited = write_evaluation(tmp_path / "edited", real)
+    result = push.push_model(toy["model"], str(dest), evaluation_dir=edited)
+    assert result.pushed is False
+    assert "says blessed=True, but its own metrics and thresholds give blessed=False" in \
+        result.reason
+    assert not dest.exists()
+    forced = push.push_model(toy["model"], str(dest), evaluation_dir=bare, force=True)
+    assert forced.pushed and forced.forced and forced.version == 1
 
 
 def test_a_copy_that_predicts_differently_is_caught(toy, tmp_path):
     # What _verify guards against: the pushed files not being the model that was evaluated.
     source = exported.load_exported(toy["model"])
+    expected = push._probe_outputs(source)
     other = toy_models.save_linear(tmp_path / "other", 0.5)
-    with pytest.raises(RuntimeError, match=r"predicts '(logits|probs)' differently"):
-        push._verify(source, exported.export_dir(other))
-    push._verify(source, exported.export_dir(toy["model"]))  # the same model passes
+    with pytest.raises(OSError, match=r"predicts '(logits|probs)' differently"):
+        push._verify(source, expected, exported.export_dir(other))
+    push._verify(source, expected, exported.export_dir(toy["model"]))  # the same model passes
+
+
+def test_verify_compares_nan_as_equal(toy, tmp_path):
+    nan_export = exported.export_dir(toy_models.save_linear(tmp_path / "nan", float("nan")))
+    source = exported.load_exported(nan_export)
+    expected = source.predict(push._probe_columns(source))
+    assert np.isnan(expected["probs"]).all()
+    push._verify(source, expected, nan_export)  # NaN == NaN: the copy is the same
+    with pytest.raises(OSError, match="differently"):  # NaN vs numbers is not
+        push._verify(source, expected, exported.export_dir(toy["model"]))
+
+
+def test_a_nan_model_is_refused_even_when_forced(toy, tmp_path):
+    nan_model = toy_models.save_linear(tmp_path / "nan_model", float("nan"))
+    dest = tmp_path / "serving"
+    with pytest.raises(ValueError, match=r"nan_model/export: the model predicts non-finite "
+                                         r"'(logits|probs)' \(\[nan"):
+        push.push_model(nan_model, str(dest), force=True)
+    assert not dest.exists()
+
+
+def test_a_retried_push_of_the_same_model_writes_no_new_version(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    first = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    retried = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    assert retried.pushed and retried.unchanged and not first.unchanged
+    assert (retried.version, retried.version_uri) == (1, first.version_uri)
+    assert push.list_versions(dest) == [1]
+    model, evaluated = other_model(toy, "retry_next", 0.6)
+    assert push.push_model(model, dest, evaluation_dir=evaluated).version == 2
+    # The first model again: not the latest version any more, so a new version (a rollback).
+    assert push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"]).version == 3
+
+
+def test_the_champion_pointer_is_honoured(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    model, evaluated = other_model(toy, "champion_v2", 0.4)
+    push.push_model(model, dest, evaluation_dir=evaluated)
+    assert push.champion_from(dest) == os.path.join(dest, "2")
+    pointer = os.path.join(dest, push.CHAMPION_FILE)
+    with open(pointer, "w") as f:
+        f.write(json.dumps({"version": 1}))
+    champion = push.champion_from(dest)
+    assert champion == os.path.join(dest, "1")  # not the latest: the pointer decides
+    assert_same_predictions(champion, toy["table"])  # and it is version 1's model (WX)
 
 
 def test_champion_pointer_that_is_broken_falls_back_to_the_latest_version(toy, tmp_path):
     dest = str(tmp_path / "serving")
     assert push.champion_from(dest) is None
     push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
-    push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    model, evaluated = other_model(toy, "broken_pointer_v2", 0.9)
+    push.push_model(model, dest, evaluation_dir=evaluated)
     (tmp_path / "serving" / push.CHAMPION_FILE).write_text("{not json")
     assert push.champion_from(dest) == os.path.join(dest, "2")
 
@@ -192,8 +302,10 @@ def stalled_model(root):
 
 
 def start_push(model, destination):
+    # The digest would block on the FIFO before the copy starts: a fixed one stands in.
     code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
-            "from recdistill import push\n"
+            "from recdistill import exported, push\n"
+            "exported.model_digest = lambda uri: 'sha256:stalled'\n"
             f"push.push_model({model!r}, {destination!r}, force=True)\n")
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -224,8 +336,8 @@ def test_push_killed_midway_leaves_no_version_and_the_next_push_succeeds(toy, tm
     assert version_names(str(dest)) == [] and push.list_versions(str(dest)) == []
     assert push.champion_from(str(dest)) is None
     result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"])
-    assert result.version == 1
-    assert sorted(os.listdir(dest)) == ["1", push.CHAMPION_FILE]  # the leftover is gone
+    assert result.version == 2  # the killed push's claim keeps 1 taken: a gap, never a clash
+    assert sorted(os.listdir(dest)) == [push.CLAIMS_DIR, "2", push.CHAMPION_FILE]  # no leftover
     assert_same_predictions(result.version_uri, toy["table"])
 
 
@@ -234,9 +346,12 @@ def test_push_killed_midway_leaves_no_version_and_the_next_push_succeeds(toy, tm
 
 def test_push_to_gcs_then_keep_and_champion(toy, gcs_bucket):
     dest = f"{gcs_bucket}/serving/ranker"
-    first = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
+    model, evaluated = other_model(toy, "gcs_first", 0.9)
+    first = push.push_model(model, dest, evaluation_dir=evaluated)
     second = push.push_model(toy["model"], dest + "/", evaluation_dir=toy["blessed"], keep=1)
+    retried = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"], keep=1)
     assert (first.version, second.version) == (1, 2)
+    assert retried.unchanged and retried.version_uri == second.version_uri
     assert second.version_uri == f"{dest}/2" and second.deleted_versions == [1]
     assert push.list_versions(dest) == [2] and version_names(dest) == ["2"]
     assert push.champion_from(dest) == f"{dest}/2"
