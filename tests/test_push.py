@@ -311,7 +311,7 @@ def start_push(model, destination):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def kill_when(proc, ready, timeout=120):
+def wait_for(proc, ready, timeout=120):
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
@@ -320,25 +320,98 @@ def kill_when(proc, ready, timeout=120):
             proc.kill()
             raise AssertionError("push never reached the copy")
         time.sleep(0.05)
+
+
+def kill(proc):
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
-def test_push_killed_midway_leaves_no_version_and_the_next_push_succeeds(toy, tmp_path):
+def test_a_killed_push_leaves_no_version_and_its_staging_survives_until_it_dies(toy, tmp_path):
     dest = tmp_path / "serving"
 
-    def staging_has_files():
-        stagings = [p for p in dest.glob(".1.push-*") if p.is_dir()] if dest.exists() else []
-        return any(f.is_file() for s in stagings for f in s.rglob("*"))
+    def stagings():
+        return [p for p in dest.glob(".1.push-*") if p.is_dir()] if dest.exists() else []
 
-    kill_when(start_push(stalled_model(tmp_path), str(dest)), staging_has_files)
-    assert [p.name for p in dest.iterdir() if re.fullmatch(r"\.1\.push-[0-9a-f]+", p.name)]
-    assert version_names(str(dest)) == [] and push.list_versions(str(dest)) == []
-    assert push.champion_from(str(dest)) is None
+    stalled = start_push(stalled_model(tmp_path), str(dest))
+    wait_for(stalled, lambda: any(f.is_file() for s in stagings() for f in s.rglob("*")))
+    # Another pusher meanwhile: its own version, and the stalled push's staging stays.
+    model, evaluated = other_model(toy, "beside_stalled", 0.9)
+    beside = push.push_model(model, str(dest), evaluation_dir=evaluated)
+    assert beside.version == 2 and len(stagings()) == 1
+    kill(stalled)
+    assert push.list_versions(str(dest)) == [2]
+    assert push.champion_from(str(dest)) == beside.version_uri
     result = push.push_model(toy["model"], str(dest), evaluation_dir=toy["blessed"])
-    assert result.version == 2  # the killed push's claim keeps 1 taken: a gap, never a clash
-    assert sorted(os.listdir(dest)) == [push.CLAIMS_DIR, "2", push.CHAMPION_FILE]  # no leftover
+    assert result.version == 3
+    assert sorted(os.listdir(dest)) == [push.CLAIMS_DIR, "2", "3", push.CHAMPION_FILE]
     assert_same_predictions(result.version_uri, toy["table"])
+
+
+def start_pushers(models, destination, tmp_path):
+    """One real process per model, each pushing (forced) once a shared start file exists."""
+    go = tmp_path / "go"
+    code = ("import json, os, sys, time\n"
+            "from recdistill import push\n"
+            "while not os.path.exists(sys.argv[3]): time.sleep(0.01)\n"
+            "result = push.push_model(sys.argv[1], sys.argv[2], force=True)\n"
+            "print(json.dumps([result.version, result.version_uri]))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, model, destination, str(go)],
+                              cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for model in models]
+    time.sleep(1.0)
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-3000:]
+        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+    return results
+
+
+def concurrent_models(toy, weights):
+    return [toy_models.save_linear(toy["root"] / f"concurrent_{i}_{w}", w, WZ, B)
+            for i, w in enumerate(weights)]
+
+
+def assert_each_version_holds_its_model(toy, results, weights, destination):
+    rows = {k: v[:7] for k, v in toy["table"].items()}
+    for (version, uri), w in zip(results, weights):
+        assert uri == f"{destination.rstrip('/')}/{version}" or uri == os.path.join(
+            destination, str(version))
+        np.testing.assert_allclose(exported.load_exported(uri).predict(rows)["probs"],
+                                   toy_models.linear_probs(rows, w, WZ, B), rtol=1e-6)
+
+
+def test_a_claim_that_meets_a_rival_backs_off_to_the_next_version(tmp_path, monkeypatch):
+    dest = str(tmp_path / "serving")
+    os.makedirs(dest)
+    write = push._write_json
+    rivals = []
+
+    def write_with_a_rival(uri, value):
+        write(uri, value)
+        if "/.claims/" in uri and not rivals:  # a rival claims the same version meanwhile
+            rivals.append(push._claim_uri(dest, value["version"], "ab" * 16))
+            write(rivals[0], dict(value, owner="ab" * 16))
+
+    monkeypatch.setattr(push, "_write_json", write_with_a_rival)
+    monkeypatch.setattr(push.time, "sleep", lambda seconds: None)
+    assert push._claim_version(dest, "cd" * 16) == 2
+    claims = sorted(os.listdir(os.path.join(dest, push.CLAIMS_DIR)))
+    assert claims == [f"1.{'ab' * 16}.json", f"2.{'cd' * 16}.json"]  # ours on 1 withdrawn
+
+
+@pytest.mark.slow  # three TensorFlow processes
+def test_concurrent_pushers_each_get_their_own_version(toy, tmp_path):
+    dest = str(tmp_path / "serving")
+    weights = [0.3, 0.5, 0.7]
+    results = start_pushers(concurrent_models(toy, weights), dest, tmp_path)
+    assert sorted(version for version, _ in results) == [1, 2, 3]
+    assert push.list_versions(dest) == [1, 2, 3]
+    assert sorted(os.listdir(dest)) == [push.CLAIMS_DIR, "1", "2", "3", push.CHAMPION_FILE]
+    assert push.champion_from(dest) in {uri for _, uri in results}
+    assert_each_version_holds_its_model(toy, results, weights, dest)
 
 
 # ---------------------------------------------------------------- gs://
@@ -359,20 +432,36 @@ def test_push_to_gcs_then_keep_and_champion(toy, gcs_bucket):
     assert_same_predictions(second.version_uri, toy["table"])
 
 
-def test_gcs_push_killed_midway_is_invisible_and_cleaned_up_by_the_next(toy, gcs_bucket,
-                                                                        tmp_path):
+def test_gcs_killed_push_is_invisible_survives_a_concurrent_push_and_is_cleaned_after(
+        toy, gcs_bucket, tmp_path):
     dest = f"{gcs_bucket}/serving/killed"
     partial = f"{dest}/1"
-    kill_when(start_push(stalled_model(tmp_path), dest),
-              lambda: filesystems.exists(f"{partial}/{exported.METADATA_FILE}"))
+    stalled = start_push(stalled_model(tmp_path), dest)
+    wait_for(stalled, lambda: filesystems.exists(f"{partial}/{exported.METADATA_FILE}"))
     # Objects are there, but saved_model.pb (uploaded last) and the marker are not.
     assert not filesystems.exists(f"{partial}/{exported.SAVED_MODEL_FILE}")
     assert not filesystems.exists(f"{partial}/{push.PUSH_METADATA_FILE}")
     assert push.list_versions(dest) == [] and push.champion_from(dest) is None
+    model, evaluated = other_model(toy, "gcs_beside_stalled", 0.9)
+    beside = push.push_model(model, dest, evaluation_dir=evaluated)
+    assert beside.version == 2
+    assert filesystems.exists(f"{partial}/{exported.METADATA_FILE}")  # in progress: kept
+    kill(stalled)
     result = push.push_model(toy["model"], dest, evaluation_dir=toy["blessed"])
-    assert result.version == 2
-    assert version_names(dest) == ["2"]  # the partial version 1 was removed
+    assert result.version == 3
+    assert version_names(dest) == ["2", "3"]  # the dead push's partial version 1 was removed
     assert_same_predictions(result.version_uri, toy["table"])
+
+
+@pytest.mark.slow  # two TensorFlow processes
+def test_concurrent_pushers_to_gcs_each_get_their_own_version(toy, gcs_bucket, tmp_path):
+    dest = f"{gcs_bucket}/serving/concurrent"
+    weights = [0.4, 0.6]
+    results = start_pushers(concurrent_models(toy, weights), dest, tmp_path)
+    assert sorted(version for version, _ in results) == [1, 2]
+    assert push.list_versions(dest) == [1, 2] and version_names(dest) == ["1", "2"]
+    assert push.champion_from(dest) in {uri for _, uri in results}
+    assert_each_version_holds_its_model(toy, results, weights, dest)
 
 
 def test_missing_gcs_bucket_is_rejected(toy, gcs_bucket):
