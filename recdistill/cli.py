@@ -72,7 +72,7 @@ def _params(pairs) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"pipeline parameter {pair!r} must look like key=value, "
+            raise ValueError(f"pipeline parameter {pair!r} must look like key=value, "
                              "e.g. student_config=gs://b/student.config")
         try:
             params[key] = json.loads(value)
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = "file, folder of shards or glob, local or gs://"
     p = verb("sample-data", help="write the synthetic sample dataset and configs")
     p.add_argument("--out", required=True, type=_folder, help="folder to write into")
-    p.add_argument("--rows", type=_int_at_least(10), default=None,
+    p.add_argument("--rows", type=_int_at_least(1), default=None,
                    help="total impressions (default: the sample's 50,000); the last 20%% "
                         "(by time) form eval.csv")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

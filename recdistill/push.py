@@ -435,9 +435,9 @@ def _set_champion(destination: str, version: int, record: dict, owner: str) -> N
         current = int(_read_json(pointer)["version"])
     except (OSError, ValueError, KeyError, TypeError):
         current = 0
-    if current > version and _is_complete(destination, current):
-        logger.info("%s names version %d, newer than %d: left as it is", pointer, current,
-                    version)
+    if current == version or (current > version and _is_complete(destination, current)):
+        logger.info("%s names version %d already, or a newer one: left as it is", pointer,
+                    current)
         return
     if filesystems.is_remote(destination):
         _write_json(pointer, record)  # an object appears whole when its upload completes

@@ -55,9 +55,10 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
 
 
-def test_pipeline_parameters_must_be_key_value():
-    with pytest.raises(SystemExit, match="'student_config' must look like key=value"):
-        cli.main(["submit", "--host", "http://127.0.0.1:9", "student_config"])
+def test_pipeline_parameters_must_be_key_value(capsys):
+    assert cli.main(["submit", "--host", "http://127.0.0.1:9", "student_config"]) == 2
+    assert "recdistill submit: error: pipeline parameter 'student_config' must look like " \
+        "key=value" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_with_the_message_not_a_traceback(tmp_path, capsys):
