@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from recdistill import cli
+from recdistill import cli, exported
 
 
 def _run(capsys, *argv):
@@ -39,6 +39,9 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
     assert verdict["blessed"] is True
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert set(metrics["models"]) == {"student", "teacher"}
+    # Written by `evaluate` once the "evaluation" branch is merged; push refuses without it.
+    metrics.setdefault("model_digest", exported.model_digest(str(student_dir)))
+    (evaluation / "metrics.json").write_text(json.dumps(metrics))
 
     # Not blessed: nothing pushed, exit 1 with the reason.
     refused = tmp_path / "refused"
@@ -53,6 +56,10 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
                   "--evaluation", evaluation).strip()
     assert pushed == str(tmp_path / "serving" / "1")
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+    retried = _run(capsys, "push", "--model", student_dir, "--destination",
+                   tmp_path / "serving", "--evaluation", evaluation).strip()
+    assert retried == pushed and sorted(os.listdir(tmp_path / "serving")) == [
+        ".claims", "1", "CHAMPION"]
 
 
 def test_pipeline_parameters_must_be_key_value(capsys):
