@@ -296,7 +296,8 @@ def _verdict(evaluation_dir: str | None, digest: str) -> tuple:
         return None, {}, "no evaluation was given, so the model is not blessed"
     result = evaluation.read_evaluation(evaluation_dir)
     uri = filesystems.join(evaluation_dir, evaluation.METRICS_FILE)
-    student = result.get("models", {}).get(evaluation.STUDENT, {})
+    models = result.get("models")
+    student = models.get(evaluation.STUDENT, {}) if isinstance(models, dict) else {}
     evaluated = result.get(DIGEST_KEY)
     if evaluated != digest:
         what = (f"names model {evaluated}" if evaluated else

@@ -167,6 +167,12 @@ def test_a_hand_written_blessing_is_refused_unless_forced(toy, tmp_path):
     result = push.push_model(toy["model"], str(dest), evaluation_dir=bare)
     assert result.pushed is False and result.blessed is False
     assert "names no model_digest (hand-written or from an older recdistill)" in result.reason
+    # This model's digest, but no metrics behind the verdict.
+    digest = exported.model_digest(toy["model"])
+    bare_digest = write_evaluation(tmp_path / "bare_digest", {"blessed": True, "models": [],
+                                                              push.DIGEST_KEY: digest})
+    result = push.push_model(toy["model"], str(dest), evaluation_dir=bare_digest)
+    assert result.pushed is False and "has no metrics of the 'student' model" in result.reason
     # With this model's digest but a verdict its own metrics do not give.
     real = json.loads(open(os.path.join(toy["not_blessed"], evaluation.METRICS_FILE)).read())
     real["blessed"] = real["blessing"]["blessed"] = True
