@@ -183,7 +183,8 @@ def champion_from(destination: str) -> str | None:
 def _check_writable(destination: str) -> None:
     """Creates ``destination`` if needed and fails early when it cannot be written."""
     if filesystems.is_remote(destination):
-        bucket = "gs://" + destination[len("gs://"):].split("/", 1)[0]
+        scheme, _, path = destination.partition("://")
+        bucket = f"{scheme}://{path.split('/', 1)[0]}"
         if not filesystems.exists(bucket):
             raise ValueError(f"{destination}: bucket {bucket} does not exist or is not "
                              "reachable. Create it or fix the destination.")
