@@ -112,6 +112,19 @@ CASES = [
          0, "{tmp}/new/folder/p.yaml"),
     Case("compile-output-is-a-folder", ("compile", "--output", "{ws}"),
          2, "--output {ws} is a folder"),
+    # ------------------------------------------------ data
+    Case("tfrecord-input-on-a-csv-file", ("evaluate", "--model", "{ws}/student", "--data",
+                                          "{ws}/eval.csv", "--config", "{ws}/tfrecord.config",
+                                          "--out", "{tmp}/evaluation"),
+         2, "{ws}/eval.csv", ("{tmp}/evaluation",)),
+    Case("csv-header-without-with-header", ("evaluate", "--model", "{ws}/student", "--data",
+                                            "{ws}/with_header.csv", "--config",
+                                            "{ws}/student.config", "--out", "{tmp}/evaluation"),
+         2, "with_header", ("{tmp}/evaluation",)),
+    Case("csv-missing-middle-column", ("evaluate", "--model", "{ws}/student", "--data",
+                                       "{ws}/no_user.csv", "--config", "{ws}/student.config",
+                                       "--out", "{tmp}/evaluation"),
+         2, "{ws}/no_user.csv", ("{tmp}/evaluation",)),
     # ------------------------------------------------ fixed on other branches
     Case("evaluate-out-holds-user-files", ("evaluate", "--model", "{ws}/student", "--data",
                                            "{ws}/eval.csv", "--config", "{ws}/student.config",
@@ -152,6 +165,12 @@ def workspace(tmp_path_factory):
     data = toy_models.write_csv(ws / "eval.csv", table)
     (ws / "student.config").write_text(toy_models.config_text())
     (ws / "binary.config").write_bytes(b"\x1f\x8b\x08\x00\x00binary")
+    (ws / "tfrecord.config").write_text(
+        toy_models.config_text().replace("input_type: CSVInput", "input_type: TFRecordInput"))
+    lines = (ws / "eval.csv").read_text().splitlines()
+    (ws / "with_header.csv").write_text("\n".join([",".join(toy_models.COLUMNS), *lines]) + "\n")
+    (ws / "no_user.csv").write_text("".join(
+        ",".join(v for i, v in enumerate(line.split(",")) if i != 1) + "\n" for line in lines))
     (ws / "a_file").write_text("a user's file")
     (ws / "user_folder").mkdir()
     (ws / "user_folder" / "notes.txt").write_text("keep me")
