@@ -288,6 +288,8 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
         "examples": int(labels.shape[0]), "top_k": top_k,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "data_uri": data_uri, "models": per_model, "teacher_student": agreement,
+        # Names the exact model scored: push only trusts a verdict on the model it pushes.
+        "model_digest": exported.model_digest(models[STUDENT].local_path),
         "kd_gain": (_gain(per_model[STUDENT], per_model[BASELINE])
                     if BASELINE in per_model else None),
         "thresholds": threshold_values, "blessing": verdict.to_dict(),

@@ -39,9 +39,7 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
     assert verdict["blessed"] is True
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert set(metrics["models"]) == {"student", "teacher"}
-    # Written by `evaluate` once the "evaluation" branch is merged; push refuses without it.
-    metrics.setdefault("model_digest", exported.model_digest(str(student_dir)))
-    (evaluation / "metrics.json").write_text(json.dumps(metrics))
+    assert metrics["model_digest"] == exported.model_digest(str(student_dir))
 
     # Not blessed: nothing pushed, exit 1 with the reason.
     refused = tmp_path / "refused"
