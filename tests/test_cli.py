@@ -87,7 +87,9 @@ def _every_action(parser):
 
 
 def test_every_flag_has_help_text():
-    missing = [f"{prog} {action.dest}" for prog, action in _every_action(cli.build_parser())
+    actions = list(_every_action(cli.build_parser()))
+    assert {"recdistill push", "recdistill schedule"} <= {prog for prog, _ in actions}
+    missing = [f"{prog} {action.dest}" for prog, action in actions
                if not (action.help and action.help.strip())]
     assert missing == []
 
