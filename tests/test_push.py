@@ -3,7 +3,6 @@ concurrent pushers, retries and NaN models, local and gs://."""
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
