@@ -192,15 +192,39 @@ def _read(path_or_text) -> tuple[str, str, str]:
 
         with filesystems.open_input(value) as f:
             data = f.read()
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return text, value, posixpath.dirname(value)
+        return _decode(data, value), value, posixpath.dirname(value)
     if os.path.isfile(value):
-        with open(value, encoding="utf-8") as f:
-            return f.read(), value, os.path.dirname(os.path.abspath(value))
-    if value.strip() and "\n" not in value and not any(c in value for c in ":{<"):
+        with open(value, "rb") as f:
+            return _decode(f.read(), value), value, os.path.dirname(os.path.abspath(value))
+    if _looks_like_path(value):
         raise FileNotFoundError(f"{value}: no such config file. Pass an existing path or the "
                                 f"config text itself.")
     return value, TEXT_NAME, os.getcwd()
+
+
+def _looks_like_path(value: str) -> bool:
+    """One line that is no config text: no ':', '{', '<', or one token (``/a/b:c.config``)."""
+    token = value.strip()
+    if not token or "\n" in value:
+        return False
+    return not any(c in value for c in ":{<") or not any(c in token for c in "{<\"' \t")
+
+
+def _decode(data, name: str) -> str:
+    """The text of a config file; binary content (a serialized proto, a gzip) is refused."""
+    if isinstance(data, str):
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = e.start
+    else:
+        if "\0" not in text:
+            return text
+        offset = text.index("\0")
+    raise ConfigError([f"{name}: not a text config (binary byte at offset {offset}). Pass the "
+                       f"config in protobuf text format ({_SCHEMA}), e.g. the sample's "
+                       "student.config."])
 
 
 def _parse(text: str, name: str):
