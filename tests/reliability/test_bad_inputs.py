@@ -4,8 +4,7 @@ Each row is ``recdistill <argv>`` run through ``cli.main`` (or as a real subproc
 row sets ``env`` or ``subprocess``), with the exit code it must end with, a fragment its
 message must hold, and the paths that must be unchanged on disk afterwards (byte for byte, or
 still absent). Every row also asserts that no raw traceback was printed and (subprocess rows)
-that it ended within ``HANG_S``. Rows another branch fixes carry ``fixed_by``: they are
-xfail(strict=False) until that branch is merged, then the lead removes the mark.
+that it ended within ``HANG_S``.
 
 Outcomes the matrix tells apart: a clear error (right code + message), a loss (an unchanged
 path changed), a silent result (exit 0 where an error was due), a hang, a raw traceback.
@@ -44,7 +43,6 @@ class Case:
     unchanged: tuple = ()
     env: tuple = ()  # (name, value) pairs; the row then runs as a subprocess
     subprocess: bool = False
-    fixed_by: str = ""  # the branch that fixes it, when not this one
     slow: bool = False
 
 
@@ -125,29 +123,27 @@ CASES = [
                                        "{ws}/no_user.csv", "--config", "{ws}/student.config",
                                        "--out", "{tmp}/evaluation"),
          2, "{ws}/no_user.csv", ("{tmp}/evaluation",)),
-    # ------------------------------------------------ fixed on other branches
+    # ------------------------------------------------ evaluation and stores
     Case("evaluate-out-holds-user-files", ("evaluate", "--model", "{ws}/student", "--data",
                                            "{ws}/eval.csv", "--config", "{ws}/student.config",
                                            "--out", "{ws}/user_folder", "--thresholds",
                                            "min_auc: 0.5"),
-         2, "{ws}/user_folder", ("{ws}/user_folder",), fixed_by="h/evaluation"),
+         2, "{ws}/user_folder", ("{ws}/user_folder",)),
     Case("thresholds-without-space", ("evaluate", "--model", "{ws}/student", "--data",
                                       "{ws}/eval.csv", "--config", "{ws}/student.config",
                                       "--out", "{tmp}/evaluation", "--thresholds",
                                       "min_auc:0.7"),
-         2, "min_auc: 0.7", ("{tmp}/evaluation",), fixed_by="h/evaluation"),
+         2, "min_auc: 0.7", ("{tmp}/evaluation",)),
     Case("push-gcs-unreachable", ("push", "--model", "{ws}/student", "--destination",
                                   "gs://recdistill-bucket/serving", "--force"),
-         2, "gs://recdistill-bucket", env=(("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9"),),
-         fixed_by="h/stores"),
+         2, "gs://recdistill-bucket", env=(("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9"),
+                                                        ("RECDISTILL_STORE_TIMEOUT_S", "5"))),
 ]
 
 
 def _params():
     for case in CASES:
         marks = [pytest.mark.slow] if case.slow else []
-        if case.fixed_by:
-            marks.append(pytest.mark.xfail(reason=f"fixed on {case.fixed_by}", strict=False))
         yield pytest.param(case, id=case.id, marks=marks)
 
 
