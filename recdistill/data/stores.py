@@ -123,11 +123,12 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
             path = "/" + path[len("file:"):].lstrip("/")
         return _local_filesystem(), os.path.abspath(os.path.expanduser(path))
     path = f"{loc.bucket}/{loc.key}" if loc.key else loc.bucket
+    timeout_s = _timeout_s()
     if loc.scheme == "gs":
         emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
         if not emulator:
             _require_gcs_credentials(uri)
-        return _gcs_filesystem(emulator, _timeout_s()), path
+        return _gcs_filesystem(emulator, timeout_s), path
     endpoint = _s3_endpoint()
     if loc.scheme == "minio" and not endpoint:
         raise ValueError(
@@ -137,7 +138,7 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         "us-east-1" if endpoint else "")
     keys = tuple(os.environ.get(k, "") for k in
                  ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
-    return _s3_filesystem(endpoint, region, keys, _timeout_s()), path
+    return _s3_filesystem(endpoint, region, keys, timeout_s), path
 
 
 def where(uri: str) -> str:
