@@ -19,7 +19,9 @@ Every remote call is bounded, so a missing credential or an unreachable endpoint
 about ``RECDISTILL_STORE_TIMEOUT_S`` seconds (default 30) instead of retrying for minutes: GCS
 retries for at most that long; S3 gives up on a connection after 5 s, on a stalled request after
 that long, and makes 3 attempts. :func:`store_errors` turns the store's raw ``OSError`` into a
-:class:`StoreError` naming the URI, the endpoint and how to give credentials.
+:class:`StoreError` naming the URI, the endpoint and how to give credentials. Off GCP (the
+metadata server's name does not resolve) with no Google credentials configured, ``gs://``
+fails at once without a request.
 
 Known bound: pyarrow's GCS client has no per-request timeout, so a GCS endpoint that accepts
 connections but never answers is cut only by the client's own stall timeout (120 s measured).
@@ -32,6 +34,8 @@ import datetime
 import functools
 import os
 import re
+import socket
+import urllib.parse
 from typing import Iterator, NamedTuple
 
 import pyarrow.fs as pafs
@@ -42,6 +46,7 @@ _DEFAULT_TIMEOUT_S = 30.0
 # An emulator answers at once or not at all; do not let tests wait the full default.
 _EMULATOR_TIMEOUT_S = 10.0
 _S3_CONNECT_TIMEOUT_S = 5.0
+_GCE_METADATA_HOST = "metadata.google.internal"
 _S3_ATTEMPTS = 3
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 # GCS: 3-222 chars of lowercase letters, digits, '-', '_' and '.'; S3: 3-63, no '_'.
@@ -118,8 +123,12 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
             path = "/" + path[len("file:"):].lstrip("/")
         return _local_filesystem(), os.path.abspath(os.path.expanduser(path))
     path = f"{loc.bucket}/{loc.key}" if loc.key else loc.bucket
+    timeout_s = _timeout_s()
     if loc.scheme == "gs":
-        return _gcs_filesystem(os.environ.get("STORAGE_EMULATOR_HOST", ""), _timeout_s()), path
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+        if not emulator:
+            _require_gcs_credentials(uri)
+        return _gcs_filesystem(emulator, timeout_s), path
     endpoint = _s3_endpoint()
     if loc.scheme == "minio" and not endpoint:
         raise ValueError(
@@ -129,7 +138,7 @@ def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         "us-east-1" if endpoint else "")
     keys = tuple(os.environ.get(k, "") for k in
                  ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
-    return _s3_filesystem(endpoint, region, keys, _timeout_s()), path
+    return _s3_filesystem(endpoint, region, keys, timeout_s), path
 
 
 def where(uri: str) -> str:
@@ -219,6 +228,32 @@ def _missing_credentials(scheme: str) -> str:
     if any(env.get(n) for n in names) or any(os.path.exists(f) for f in files):
         return ""
     return "AWS_ACCESS_KEY_ID is unset and there is no ~/.aws profile"
+
+
+def _require_gcs_credentials(uri: str) -> None:
+    """Fails at once off GCP without credentials, instead of after the retry bound.
+
+    Google's default chain ends at the GCP metadata server; when its host name does not even
+    resolve and no other source is configured, no request can ever authenticate.
+    """
+    unset = _missing_credentials("gs")
+    if not unset:
+        return
+    host = (os.environ.get("GCE_METADATA_HOST") or os.environ.get("GCE_METADATA_ROOT")
+            or _GCE_METADATA_HOST)
+    if not _resolves(urllib.parse.urlsplit("//" + host).hostname or host):
+        raise StoreError(f"{uri}: no credentials are configured ({unset}) and this is not a GCP "
+                         f"machine (its metadata server {host} does not resolve). "
+                         f"{_credential_hint('gs')}")
+
+
+@functools.lru_cache(maxsize=None)
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return True
 
 
 def _timeout_s() -> float:

@@ -202,3 +202,18 @@ def test_bucket_uri_and_is_remote():
     assert fsys.join("s3://bkt/", "a/", "/b") == "s3://bkt/a/b"
     with pytest.raises(ValueError, match="local path has no bucket"):
         fsys.bucket_uri("/tmp/x")
+
+
+def test_gcs_without_credentials_off_gcp_fails_at_once(monkeypatch, tmp_path):
+    """No key file, no gcloud login, and no metadata server name: no retries at all."""
+    for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG",
+                 stores.TIMEOUT_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GCE_METADATA_HOST", "metadata.invalid")
+    error, elapsed = _timed_failure(fsys.expand, "gs://bkt/clicks/*.csv")
+    assert isinstance(error, stores.StoreError)
+    assert elapsed < 3
+    assert str(error).startswith("gs://bkt/clicks/*.csv: no credentials are configured")
+    assert "not a GCP machine" in str(error) and "gcloud auth application-default login" \
+        in str(error)
