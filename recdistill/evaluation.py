@@ -56,6 +56,8 @@ from recdistill.data import filesystems, tables
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+#: What proves a folder is an earlier evaluation output, so ``--out`` may replace it.
+_OUTPUT_MARKERS = (METRICS_FILE,)
 REPORT_FILE = "report.html"
 BLESSED_KEY = "blessed"
 #: metrics.json key naming the evaluated student (``recdistill.exported.model_digest``).
@@ -335,28 +337,6 @@ def _scalars(result: Mapping) -> dict:
     return {k: float(v) for k, v in scalars.items() if v is not None}
 
 
-def _check_out_dir(out_dir: str) -> None:
-    """Refuses an existing ``out_dir`` unless it is empty or an earlier evaluation output
-    (``metrics.json`` and ``_SUCCESS``), so a mistyped ``--out`` never empties a user's folder.
-
-    Raises:
-      FileExistsError: ``out_dir`` is a file or a folder holding anything else.
-    """
-    if not filesystems.exists(out_dir):
-        return
-    try:
-        names = filesystems.listdir(out_dir)
-    except FileNotFoundError as e:  # listdir's "not a directory"
-        raise FileExistsError(f"{out_dir}: is a file, not an evaluation folder. Pass a new "
-                              "or empty folder to --out.") from e
-    if names and not {METRICS_FILE, filesystems.SUCCESS_MARKER} <= set(names):
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise FileExistsError(f"{out_dir}: exists and is not an earlier evaluation output (it "
-                              f"holds {shown}; no {METRICS_FILE} + {filesystems.SUCCESS_MARKER})."
-                              " Evaluation replaces its folder wholesale, so pass a new or "
-                              "empty folder to --out, or remove this one yourself.")
-
-
 def _consistency(probs: Mapping, sessions, top_k: int, top_m: int) -> dict:
     """role -> ``metrics.teacher_consistency`` of every model but the teacher."""
     return {role: metrics_lib.teacher_consistency(p, probs[TEACHER], sessions, top_k, top_m)
@@ -408,7 +388,7 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
     target = _target(config, session_field)
     top_m = top_k if top_m is None else top_m
     threshold_values = blessing_lib.load_thresholds(thresholds)
-    _check_out_dir(out_dir)
+    filesystems.check_replaceable(out_dir, _OUTPUT_MARKERS)
     uris = {STUDENT: model_uri, TEACHER: teacher_uri, CHAMPION: champion_uri,
             BASELINE: baseline_uri}
     models = {role: exported.load_exported(uri) for role, uri in uris.items() if uri}
@@ -450,7 +430,7 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
         BLESSED_KEY: verdict.blessed,
     }
     page = report_lib.render_report(labels, probs, result)
-    with filesystems.atomic_dir(out_dir) as staging:
+    with filesystems.atomic_dir(out_dir, replaces=_OUTPUT_MARKERS) as staging:
         with filesystems.open_output(filesystems.join(staging, METRICS_FILE)) as f:
             f.write(json.dumps(result, indent=2, sort_keys=True).encode())
         with filesystems.open_output(filesystems.join(staging, REPORT_FILE)) as f:

@@ -286,8 +286,8 @@ def test_out_dir_is_replaced_only_when_it_is_an_earlier_evaluation(toy, tmp_path
     user_folder = tmp_path / "mine"
     user_folder.mkdir()
     (user_folder / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match=r"mine: exists and is not an earlier evaluation "
-                                              r"output \(it holds notes.txt"):
+    with pytest.raises(FileExistsError, match=r"mine: already exists and is not an earlier "
+                                              r"output of this step .*notes.txt"):
         evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
                             out_dir=str(user_folder))
     assert (user_folder / "notes.txt").read_text() == "keep me"

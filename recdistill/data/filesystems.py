@@ -394,7 +394,7 @@ def atomic_dir(final_uri: str, replaces: Sequence[str] | None = None) -> Iterato
     """
     parent, name = _parent_and_name(final_uri)
     with stores.store_errors(final_uri):
-        _check_replaceable(final_uri, replaces)
+        check_replaceable(final_uri, replaces)
         staging = _Staging(parent, name)
     try:
         yield staging.uri
@@ -405,7 +405,7 @@ def atomic_dir(final_uri: str, replaces: Sequence[str] | None = None) -> Iterato
         with stores.store_errors(final_uri):
             with open_output(join(staging.uri, SUCCESS_MARKER)):
                 pass
-            _check_replaceable(final_uri, replaces)
+            check_replaceable(final_uri, replaces)
             if is_remote(final_uri):
                 _publish_remote(staging.uri, final_uri)
             else:
@@ -448,7 +448,16 @@ class _Staging:
             self._lock_file = None
 
 
-def _check_replaceable(final: str, replaces: Sequence[str] | None) -> None:
+def check_replaceable(final: str, replaces: Sequence[str] | None) -> None:
+    """Refuses ``final`` unless :func:`atomic_dir` with the same ``replaces`` may replace it.
+
+    ``atomic_dir`` checks this itself; a step whose output is written after long work calls
+    it first too, so a wrong output path fails before the work, not after.
+
+    Raises:
+      FileExistsError: ``final`` is a file, or (with ``replaces``) a folder that is not an
+        earlier output of this producer.
+    """
     fs, path = stores.resolve(final)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
