@@ -1,0 +1,279 @@
+"""The training loop of Keras models (DSSM student, DCN / DeepFM teacher).
+
+A model from ``recdistill.models.build_model`` is trained with a custom ``tf.function`` step
+whose loss is :class:`recdistill.kd.KdTask`: the hard-label loss of each target, plus every kd
+block's loss, plus the model's regularisation. Each component is logged on its own (console
+and TensorBoard), so a kd run shows whether the student follows the teacher or the clicks.
+Checkpoints and warm start are ``recdistill.training.checkpoints``'; the loss-curve page is
+``recdistill.training.report``'s.
+"""
+
+import logging
+import os
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
+
+from recdistill import config as config_lib
+from recdistill import exported
+from recdistill import kd as kd_lib
+from recdistill.data import datasets
+from recdistill.protos import pipeline_pb2
+from recdistill.training import checkpoints, distribution, report
+from recdistill.training.eval_metrics import KerasEvaluator
+from recdistill.training.result import TrainResult, export_metadata
+
+logger = logging.getLogger(__name__)
+
+
+def _decaying_learning_rate(decay):
+    """EasyRec's exponential decay, floored at ``min_learning_rate`` when that is set."""
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        decay.initial_learning_rate, decay.decay_steps, decay.decay_factor,
+        staircase=decay.staircase)
+    if not decay.min_learning_rate:
+        return schedule
+
+    class _Floored(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            return keras.ops.maximum(schedule(step), decay.min_learning_rate)
+
+    return _Floored()
+
+
+def build_optimizer(train_config, mixed_precision: bool = False):
+    """The Keras optimizer ``train_config`` describes.
+
+    Adam with a constant or exponentially decaying learning rate (default: constant 0.002,
+    EasyRec's default); ``gradient_clipping_by_norm`` clips the global gradient norm as
+    EasyRec does. With ``mixed_precision`` the optimizer is wrapped in a
+    ``LossScaleOptimizer`` (dynamic loss scaling, so float16 gradients do not underflow).
+
+    Raises:
+      ValueError: several optimizer_config entries (EasyRec's multi-optimizer setups are not
+        supported).
+    """
+    if len(train_config.optimizer_config) > 1:
+        raise ValueError(f"train_config.optimizer_config has {len(train_config.optimizer_config)}"
+                         " entries; recdistill supports one. Keep a single adam_optimizer.")
+    adam = (train_config.optimizer_config[0].adam_optimizer if train_config.optimizer_config
+            else pipeline_pb2.AdamOptimizer())
+    rate = adam.learning_rate
+    if rate.WhichOneof("learning_rate") == "exponential_decay_learning_rate":
+        learning_rate = _decaying_learning_rate(rate.exponential_decay_learning_rate)
+    else:
+        learning_rate = rate.constant_learning_rate.learning_rate
+    clip = train_config.gradient_clipping_by_norm or None
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=adam.beta1,
+                                      beta_2=adam.beta2, global_clipnorm=clip)
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class KerasTrainer:
+    """One training run of a Keras model: build, restore, loop, checkpoint, export."""
+
+    def __init__(self, cfg, model_dir: str, mixed_precision: bool):
+        self.cfg = cfg
+        self.model_dir = model_dir
+        self.mixed_precision = mixed_precision
+
+    def run(self, train_uri, eval_uri, *, steps: int, warm_start: Optional[str]) -> TrainResult:
+        """Trains ``steps`` steps (0: ``num_epochs`` passes), evaluates and exports."""
+        previous_policy = keras.mixed_precision.global_policy()
+        if self.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            return self._run(train_uri, eval_uri, steps, warm_start)
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
+
+    def _run(self, train_uri, eval_uri, steps, warm_start) -> TrainResult:
+        from recdistill.models.export import export_model
+
+        strategy = distribution.choose_strategy()
+        model, optimizer, dataset = self._build(strategy, train_uri)
+        global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        checkpoint = tf.train.Checkpoint(
+            model=checkpoints.variables_by_path(model.variables),
+            optimizer=checkpoints.variables_by_path(optimizer.variables), step=global_step)
+        manager = tf.train.CheckpointManager(
+            checkpoint, self.model_dir, max_to_keep=self.cfg.train_config.keep_checkpoint_max
+            or None, checkpoint_name=checkpoints.CHECKPOINT_NAME)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            logger.info("Resumed from %s at step %d", manager.latest_checkpoint,
+                        int(global_step.numpy()))
+        elif warm_start:
+            checkpoints.restore_warm_start(model, warm_start)
+
+        task = kd_lib.KdTask(model.targets, self.cfg.model_config.kd)
+        step_fn = make_train_step(strategy, model, optimizer, task, self.mixed_precision)
+        iterator = iter(strategy.experimental_distribute_dataset(dataset))
+        train_metrics = self._loop(step_fn, iterator, manager, global_step, steps)
+
+        report.write_training_report(self.cfg, self.model_dir)
+        eval_metrics = KerasEvaluator(self.cfg, model, eval_uri)() if eval_uri else {}
+        export_path = exported.export_dir(self.model_dir)
+        labels = [label for _, label, _ in model.targets]
+        export_model(model, export_path,
+                     export_metadata(self.cfg, labels, train_metrics, eval_metrics))
+        checkpoints.write_warm_start(model, export_path)
+        logger.info("Exported %s to %s", self.cfg.model_config.model_class, export_path)
+        return TrainResult(model_dir=self.model_dir, export_dir=export_path,
+                           steps=train_metrics["steps"], metrics={**train_metrics, **eval_metrics})
+
+    def _build(self, strategy, train_uri):
+        """Model and optimizer with their variables created under ``strategy``, and the data.
+
+        The global batch is ``batch_size`` per replica, so each GPU sees the configured batch.
+        """
+        from recdistill.models import build_model
+
+        cfg = self.cfg
+        with strategy.scope():
+            model = build_model(cfg)
+            optimizer = build_optimizer(cfg.train_config, self.mixed_precision)
+        labels = list(dict.fromkeys(
+            [label for _, label, _ in model.targets] + config_lib.soft_label_fields(cfg)))
+        dataset = datasets.make_dataset(
+            train_uri, cfg, columns=model.input_columns, labels=labels,
+            batch_size=cfg.data_config.batch_size * strategy.num_replicas_in_sync,
+            shuffle=cfg.data_config.shuffle, num_epochs=cfg.data_config.num_epochs)
+        with strategy.scope():
+            first_features, _ = next(iter(dataset.take(1)))
+            model(first_features, training=False)  # creates the variables
+            optimizer.build(model.trainable_variables)
+        return model, optimizer, dataset
+
+    def _loop(self, step_fn, iterator, manager, global_step, steps: int) -> dict:
+        """Runs steps until ``steps`` (or the data ends when it is 0), checkpointing every
+        ``save_checkpoints_steps`` and at the end; returns the training metrics.
+
+        The input position is not checkpointed: a resumed job starts reading its (shuffled)
+        data from the beginning, which for repeated, shuffled input only changes the order.
+        """
+        train_config = self.cfg.train_config
+        loop = StepLog(self.model_dir, train_config, start=int(global_step.numpy()), total=steps)
+        saved = loop.step if manager.latest_checkpoint else None
+        while loop.step < steps or steps == 0:
+            try:
+                parts, examples = step_fn(iterator)
+            except tf.errors.OutOfRangeError:
+                logger.info("Training data exhausted after %d epoch(s) at step %d",
+                            self.cfg.data_config.num_epochs, loop.step)
+                break
+            loop.record(parts, examples)
+            if loop.step % max(train_config.save_checkpoints_steps, 1) == 0:
+                global_step.assign(loop.step)
+                manager.save(checkpoint_number=loop.step)
+                saved = loop.step
+        if saved != loop.step:
+            global_step.assign(loop.step)
+            manager.save(checkpoint_number=loop.step)
+        return loop.finish()
+
+
+def make_train_step(strategy, model, optimizer, task, mixed_precision):
+    """The compiled training step :func:`train` runs (also timed by bench/kd_overhead.py).
+
+    Args:
+      strategy: the ``tf.distribute`` strategy the model and optimizer were built under.
+      model: a built Keras model from ``build_model``.
+      optimizer: from :func:`build_optimizer`, built on ``model.trainable_variables``.
+      task: the ``KdTask`` giving the loss components.
+      mixed_precision: scale the loss for a ``LossScaleOptimizer``.
+
+    Returns:
+      A ``tf.function`` taking a (distributed) dataset iterator and returning
+      ``(loss components averaged over replicas, examples in the global batch)``.
+    """
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(features, labels):
+        with tf.GradientTape() as tape:
+            predictions = model(features, training=True)
+            regularization = tf.add_n(model.losses) if model.losses else None
+            parts = task(predictions, labels, regularization=regularization)
+            loss = parts[kd_lib.LOSS_KEY] / replicas
+            if mixed_precision:
+                loss = optimizer.scale_loss(loss)
+        variables = model.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        rows = tf.shape(next(iter(labels.values())))[0]
+        return parts, rows
+
+    @tf.function
+    def step(iterator):
+        features, labels = next(iterator)
+        parts, rows = strategy.run(replica_step, args=(features, labels))
+        mean = tf.distribute.ReduceOp.MEAN
+        return ({name: strategy.reduce(mean, value, axis=None) for name, value in parts.items()},
+                strategy.reduce(tf.distribute.ReduceOp.SUM, rows, axis=None))
+
+    return step
+
+
+class StepLog:
+    """Step counting and reporting: console lines and TensorBoard scalars every
+    ``log_step_count_steps``, without a device-to-host copy on the other steps."""
+
+    def __init__(self, model_dir: str, train_config, *, start: int, total: int):
+        self.step = start
+        self.start = start
+        self.total = total
+        self.every = max(train_config.log_step_count_steps, 1)
+        self.writer = tf.summary.create_file_writer(
+            os.path.join(model_dir, report.EVENTS_SUBDIR))
+        self.window = []
+        self.window_start = time.perf_counter()
+        self.run_start = self.window_start
+        self.examples = 0
+        self.last = {}
+
+    def record(self, parts, examples) -> None:
+        self.step += 1
+        self.window.append((parts, examples))
+        if self.step % self.every == 0:
+            self._report()
+
+    def _report(self) -> None:
+        if not self.window:
+            return
+        now = time.perf_counter()
+        seconds = max(now - self.window_start, 1e-9)
+        names = list(self.window[0][0])
+        means = {name: float(tf.add_n([parts[name] for parts, _ in self.window]).numpy())
+                 / len(self.window) for name in names}
+        examples = int(tf.add_n([rows for _, rows in self.window]).numpy())
+        steps_per_sec = len(self.window) / seconds
+        examples_per_sec = examples / seconds
+        self.examples += examples
+        eta = (self.total - self.step) / steps_per_sec if self.total else float("nan")
+        logger.info("step %d: %.1f steps/s, %.0f examples/s, ETA %.0fs, %s", self.step,
+                    steps_per_sec, examples_per_sec, eta,
+                    ", ".join(f"{name} {value:.5f}" for name, value in means.items()))
+        scalars = {f"loss/{name}": value for name, value in means.items()}
+        scalars.update(steps_per_sec=steps_per_sec, examples_per_sec=examples_per_sec)
+        metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name="scalars")).SerializeToString()
+        with self.writer.as_default(step=self.step):
+            for tag, value in scalars.items():
+                # tf.summary.scalar lives in the tensorboard package, which is not installed;
+                # tf.summary.write with the scalars plugin tag writes the same event.
+                tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
+        self.last = means
+        self.window = []
+        self.window_start = now
+
+    def finish(self) -> dict:
+        """Reports the last partial window and returns the training metrics."""
+        self._report()
+        self.writer.flush()
+        seconds = max(time.perf_counter() - self.run_start, 1e-9)
+        return {**self.last, "steps": self.step,
+                "examples_per_sec": self.examples / seconds if self.step > self.start else 0.0}
