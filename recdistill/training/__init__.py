@@ -28,15 +28,16 @@ Does all IO through ``recdistill.data``; never imports ``kfp``.
 
 from typing import Optional
 
-from recdistill.training.checkpoints import CHECKPOINT_NAME, WARM_START_SUBDIR, variables_by_path
 from recdistill.training import keras_trainer
-from recdistill.training.keras_trainer import build_optimizer, make_train_step
+from recdistill.training.checkpoints import CHECKPOINT_NAME, WARM_START_SUBDIR, variables_by_path
+from recdistill.training.keras_trainer import (NonFiniteLossError, build_optimizer,
+                                               make_train_step)
 from recdistill.training.report import EVENTS_SUBDIR, TRAINING_REPORT, read_scalars
 from recdistill.training.result import TrainResult
 
 __all__ = ["CHECKPOINT_NAME", "EVENTS_SUBDIR", "TRAINING_REPORT", "WARM_START_SUBDIR",
-           "TrainResult", "build_optimizer", "make_train_step", "read_scalars", "train",
-           "variables_by_path"]
+           "NonFiniteLossError", "TrainResult", "build_optimizer", "make_train_step",
+           "read_scalars", "train", "variables_by_path"]
 
 
 def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = None,
@@ -50,19 +51,20 @@ def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = Non
         ``train_input_path``.
       eval_uri: eval data for AUC / logloss; defaults to ``eval_input_path`` (none: no eval).
       model_dir: checkpoints, events and export; defaults to the config's ``model_dir``.
-      warm_start: an export folder (or pushed version) of a model built from the same config,
-        whose weights initialise this run. Ignored when ``model_dir`` already holds a
-        checkpoint (resuming wins).
+      warm_start: an export folder (or pushed version) of an earlier model, whose weights
+        initialise this run where their variable path and shape fit (the rest start fresh,
+        logged). Ignored when ``model_dir`` already holds a checkpoint (resuming wins).
       mixed_precision: compute in float16 with loss scaling (``mixed_float16``); for GPUs.
-      num_steps: overrides ``train_config.num_steps``.
+      num_steps: overrides ``train_config.num_steps`` (0: train for ``num_epochs``).
 
     Returns:
       A :class:`TrainResult`.
 
     Raises:
       TypeError: ``cfg`` is not a loaded config.
-      ValueError: no training data / model_dir, bad data (see ``datasets.check_inputs``), or
-        a warm start whose weights do not fit the model.
+      ValueError: no training data / model_dir, a negative ``num_steps``, bad data (see
+        ``datasets.check_inputs``), a checkpoint or warm start holding NaN / inf, or training
+        that diverged (``NonFiniteLossError``, naming the step).
       FileNotFoundError: the training data or warm start does not exist.
     """
     from recdistill.protos import pipeline_pb2
@@ -78,6 +80,9 @@ def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = Non
     if not model_dir:
         raise ValueError("no model_dir: set model_dir in the config or pass model_dir.")
     steps = cfg.train_config.num_steps if num_steps is None else num_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"num_steps must be a whole number >= 0 (0: train for "
+                         f"data_config.num_epochs), got {steps!r}. Pass a positive step count.")
     if cfg.model_config.model_class == "GBDT":
         from recdistill.models import gbdt_training
 

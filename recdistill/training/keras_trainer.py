@@ -14,6 +14,7 @@ import time
 from typing import Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
@@ -27,6 +28,14 @@ from recdistill.training.eval_metrics import KerasEvaluator
 from recdistill.training.result import TrainResult, export_metadata
 
 logger = logging.getLogger(__name__)
+
+_DIVERGED_FIX = ("Nothing of the diverged state was saved; the last checkpoint (if any) is "
+                 "finite. Check the training data for NaN/inf or extreme values, lower the "
+                 "learning rate or set train_config.gradient_clipping_by_norm, then rerun.")
+
+
+class NonFiniteLossError(ValueError):
+    """Training stopped because the loss or the weights became NaN / inf."""
 
 
 def _decaying_learning_rate(decay):
@@ -105,16 +114,14 @@ class KerasTrainer:
             checkpoint, self.model_dir, max_to_keep=self.cfg.train_config.keep_checkpoint_max
             or None, checkpoint_name=checkpoints.CHECKPOINT_NAME)
         if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            logger.info("Resumed from %s at step %d", manager.latest_checkpoint,
-                        int(global_step.numpy()))
+            self._resume(checkpoint, manager.latest_checkpoint, model, global_step)
         elif warm_start:
             checkpoints.restore_warm_start(model, warm_start)
 
         task = kd_lib.KdTask(model.targets, self.cfg.model_config.kd)
         step_fn = make_train_step(strategy, model, optimizer, task, self.mixed_precision)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
-        train_metrics = self._loop(step_fn, iterator, manager, global_step, steps)
+        train_metrics = self._loop(step_fn, iterator, manager, model, global_step, steps)
 
         report.write_training_report(self.cfg, self.model_dir)
         eval_metrics = KerasEvaluator(self.cfg, model, eval_uri)() if eval_uri else {}
@@ -126,6 +133,27 @@ class KerasTrainer:
         logger.info("Exported %s to %s", self.cfg.model_config.model_class, export_path)
         return TrainResult(model_dir=self.model_dir, export_dir=export_path,
                            steps=train_metrics["steps"], metrics={**train_metrics, **eval_metrics})
+
+    def _resume(self, checkpoint, path: str, model, global_step) -> None:
+        """Restores the last checkpoint, refusing one whose weights are not finite.
+
+        Such a checkpoint is what a diverged run left before training checked its loss: resuming
+        it would train on from NaN (0 steps when it had reached num_steps) and export NaN.
+
+        Raises:
+          ValueError: the checkpoint holds NaN or inf.
+        """
+        checkpoint.restore(path).assert_existing_objects_matched()
+        step = int(global_step.numpy())
+        bad = checkpoints.nonfinite_paths(model.variables)
+        if bad:
+            raise ValueError(
+                f"{path} (step {step}): the checkpoint to resume from holds NaN or inf in "
+                f"{len(bad)} variable(s), e.g. {bad[0]!r}: the run that wrote it diverged. "
+                f"Resuming would train on from NaN. Delete {self.model_dir} (or pass a new "
+                "model_dir) to train from scratch, after fixing the cause (NaN/inf in the "
+                "data, a too high learning rate).")
+        logger.info("Resumed from %s at step %d", path, step)
 
     def _build(self, strategy, train_uri):
         """Model and optimizer with their variables created under ``strategy``, and the data.
@@ -150,16 +178,31 @@ class KerasTrainer:
             optimizer.build(model.trainable_variables)
         return model, optimizer, dataset
 
-    def _loop(self, step_fn, iterator, manager, global_step, steps: int) -> dict:
+    def _loop(self, step_fn, iterator, manager, model, global_step, steps: int) -> dict:
         """Runs steps until ``steps`` (or the data ends when it is 0), checkpointing every
         ``save_checkpoints_steps`` and at the end; returns the training metrics.
 
         The input position is not checkpointed: a resumed job starts reading its (shuffled)
         data from the beginning, which for repeated, shuffled input only changes the order.
+
+        Raises:
+          NonFiniteLossError: the loss or the weights became NaN / inf; no checkpoint of that
+            state is written, so neither a rerun nor the export picks it up.
         """
         train_config = self.cfg.train_config
         loop = StepLog(self.model_dir, train_config, start=int(global_step.numpy()), total=steps)
         saved = loop.step if manager.latest_checkpoint else None
+
+        def save():
+            loop.check_finite()
+            bad = checkpoints.nonfinite_paths(model.variables)
+            if bad:
+                raise NonFiniteLossError(
+                    f"training diverged: after step {loop.step} {len(bad)} variable(s) hold NaN "
+                    f"or inf, e.g. {bad[0]!r} ({self.model_dir}). {_DIVERGED_FIX}")
+            global_step.assign(loop.step)
+            manager.save(checkpoint_number=loop.step)
+
         while loop.step < steps or steps == 0:
             try:
                 parts, examples = step_fn(iterator)
@@ -169,12 +212,10 @@ class KerasTrainer:
                 break
             loop.record(parts, examples)
             if loop.step % max(train_config.save_checkpoints_steps, 1) == 0:
-                global_step.assign(loop.step)
-                manager.save(checkpoint_number=loop.step)
+                save()
                 saved = loop.step
         if saved != loop.step:
-            global_step.assign(loop.step)
-            manager.save(checkpoint_number=loop.step)
+            save()
         return loop.finish()
 
 
@@ -223,6 +264,7 @@ class StepLog:
     ``log_step_count_steps``, without a device-to-host copy on the other steps."""
 
     def __init__(self, model_dir: str, train_config, *, start: int, total: int):
+        self.model_dir = model_dir
         self.step = start
         self.start = start
         self.total = total
@@ -241,9 +283,31 @@ class StepLog:
         if self.step % self.every == 0:
             self._report()
 
+    def check_finite(self) -> None:
+        """Raises if a loss of the window is NaN / inf, naming the first such step.
+
+        Called at each report and before each checkpoint, so it costs no device-to-host copy
+        beyond those; the window keeps every step's loss, so the step named is exact.
+
+        Raises:
+          NonFiniteLossError: a step's loss was not finite.
+        """
+        if not self.window:
+            return
+        losses = tf.stack([parts[kd_lib.LOSS_KEY] for parts, _ in self.window]).numpy()
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            first = self.step - len(self.window) + 1 + int(bad[0])
+            components = {name: float(value.numpy())
+                          for name, value in self.window[int(bad[0])][0].items()}
+            raise NonFiniteLossError(
+                f"training diverged: the loss is {losses[bad[0]]} at step {first} "
+                f"({self.model_dir}; components {components}). {_DIVERGED_FIX}")
+
     def _report(self) -> None:
         if not self.window:
             return
+        self.check_finite()
         now = time.perf_counter()
         seconds = max(now - self.window_start, 1e-9)
         names = list(self.window[0][0])
@@ -259,6 +323,13 @@ class StepLog:
                     ", ".join(f"{name} {value:.5f}" for name, value in means.items()))
         scalars = {f"loss/{name}": value for name, value in means.items()}
         scalars.update(steps_per_sec=steps_per_sec, examples_per_sec=examples_per_sec)
+        self.write_scalars(scalars)
+        self.last = means
+        self.window = []
+        self.window_start = now
+
+    def write_scalars(self, scalars: dict) -> None:
+        """Writes ``tag -> number`` as TensorBoard scalars at the current step."""
         metadata = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name="scalars")).SerializeToString()
         with self.writer.as_default(step=self.step):
@@ -266,9 +337,6 @@ class StepLog:
                 # tf.summary.scalar lives in the tensorboard package, which is not installed;
                 # tf.summary.write with the scalars plugin tag writes the same event.
                 tf.summary.write(tag, tf.constant(value, tf.float32), metadata=metadata)
-        self.last = means
-        self.window = []
-        self.window_start = now
 
     def finish(self) -> dict:
         """Reports the last partial window and returns the training metrics."""
