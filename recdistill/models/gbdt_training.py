@@ -24,6 +24,9 @@ def train_gbdt_model(cfg, train_uri: str, eval_uri, model_dir: str) -> TrainResu
     Raises:
       ValueError: bad data (see ``datasets.check_inputs``) or a config without one hard label.
     """
+    if cfg.train_config.HasField("early_stopping"):
+        logger.warning("train_config.early_stopping does not apply to a GBDT: YDF keeps the "
+                       "trees up to the lowest loss on its own 10%% validation split.")
     columns = list(gbdt.input_columns(cfg))
     label = gbdt.hard_label(cfg)
     datasets.check_inputs(train_uri, cfg, columns=columns, labels=[label])

@@ -24,6 +24,7 @@ from recdistill import kd as kd_lib
 from recdistill.data import datasets
 from recdistill.protos import pipeline_pb2
 from recdistill.training import checkpoints, distribution, report
+from recdistill.training.early_stopping import EarlyStopping
 from recdistill.training.eval_metrics import KerasEvaluator
 from recdistill.training.result import TrainResult, export_metadata
 
@@ -104,6 +105,11 @@ class KerasTrainer:
     def _run(self, train_uri, eval_uri, steps, warm_start) -> TrainResult:
         from recdistill.models.export import export_model
 
+        train_config = self.cfg.train_config
+        if train_config.HasField("early_stopping") and not eval_uri:
+            raise ValueError("train_config.early_stopping needs eval data: set eval_input_path "
+                             "in the config or pass the eval table (--eval / eval_uri), or "
+                             "remove early_stopping.")
         strategy = distribution.choose_strategy()
         model, optimizer, dataset = self._build(strategy, train_uri)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
@@ -111,24 +117,38 @@ class KerasTrainer:
             model=checkpoints.variables_by_path(model.variables),
             optimizer=checkpoints.variables_by_path(optimizer.variables), step=global_step)
         manager = tf.train.CheckpointManager(
-            checkpoint, self.model_dir, max_to_keep=self.cfg.train_config.keep_checkpoint_max
-            or None, checkpoint_name=checkpoints.CHECKPOINT_NAME)
+            checkpoint, self.model_dir, max_to_keep=train_config.keep_checkpoint_max or None,
+            checkpoint_name=checkpoints.CHECKPOINT_NAME)
+        evaluator = KerasEvaluator(self.cfg, model, eval_uri) if eval_uri else None
+        stopper = (EarlyStopping(train_config.early_stopping,
+                                 train_config.save_checkpoints_steps, self.model_dir, model,
+                                 evaluator)
+                   if train_config.HasField("early_stopping") else None)
         if manager.latest_checkpoint:
             self._resume(checkpoint, manager.latest_checkpoint, model, global_step)
+            if stopper:
+                stopper.resume()
         elif warm_start:
             checkpoints.restore_warm_start(model, warm_start)
 
         task = kd_lib.KdTask(model.targets, self.cfg.model_config.kd)
         step_fn = make_train_step(strategy, model, optimizer, task, self.mixed_precision)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
-        train_metrics = self._loop(step_fn, iterator, manager, model, global_step, steps)
+        train_metrics = self._loop(step_fn, iterator, manager, model, global_step, steps,
+                                   stopper)
 
         report.write_training_report(self.cfg, self.model_dir)
-        eval_metrics = KerasEvaluator(self.cfg, model, eval_uri)() if eval_uri else {}
+        extra = {}
+        if stopper:
+            eval_metrics = stopper.restore_best()
+            extra["early_stopping"] = stopper.summary()
+            train_metrics["best_step"] = stopper.best["step"]
+        else:
+            eval_metrics = evaluator() if evaluator else {}
         export_path = exported.export_dir(self.model_dir)
         labels = [label for _, label, _ in model.targets]
         export_model(model, export_path,
-                     export_metadata(self.cfg, labels, train_metrics, eval_metrics))
+                     export_metadata(self.cfg, labels, train_metrics, eval_metrics, **extra))
         checkpoints.write_warm_start(model, export_path)
         logger.info("Exported %s to %s", self.cfg.model_config.model_class, export_path)
         return TrainResult(model_dir=self.model_dir, export_dir=export_path,
@@ -178,9 +198,11 @@ class KerasTrainer:
             optimizer.build(model.trainable_variables)
         return model, optimizer, dataset
 
-    def _loop(self, step_fn, iterator, manager, model, global_step, steps: int) -> dict:
-        """Runs steps until ``steps`` (or the data ends when it is 0), checkpointing every
-        ``save_checkpoints_steps`` and at the end; returns the training metrics.
+    def _loop(self, step_fn, iterator, manager, model, global_step, steps: int,
+              stopper: Optional[EarlyStopping]) -> dict:
+        """Runs steps until ``steps`` (or the data ends when it is 0, or ``stopper`` says so),
+        checkpointing every ``save_checkpoints_steps``, at every evaluation and at the end;
+        returns the training metrics.
 
         The input position is not checkpointed: a resumed job starts reading its (shuffled)
         data from the beginning, which for repeated, shuffled input only changes the order.
@@ -202,8 +224,15 @@ class KerasTrainer:
                     f"or inf, e.g. {bad[0]!r} ({self.model_dir}). {_DIVERGED_FIX}")
             global_step.assign(loop.step)
             manager.save(checkpoint_number=loop.step)
+            return loop.step
 
-        while loop.step < steps or steps == 0:
+        def evaluate() -> bool:
+            stop = stopper.evaluate(loop.step)
+            loop.write_scalars({f"eval/{name}": value
+                                for name, value in stopper.history[-1].items() if name != "step"})
+            return stop
+
+        while (loop.step < steps or steps == 0) and not (stopper and stopper.stopped):
             try:
                 parts, examples = step_fn(iterator)
             except tf.errors.OutOfRangeError:
@@ -211,11 +240,15 @@ class KerasTrainer:
                             self.cfg.data_config.num_epochs, loop.step)
                 break
             loop.record(parts, examples)
-            if loop.step % max(train_config.save_checkpoints_steps, 1) == 0:
-                save()
-                saved = loop.step
+            at_eval = stopper is not None and loop.step % stopper.every == 0
+            if at_eval or loop.step % max(train_config.save_checkpoints_steps, 1) == 0:
+                saved = save()
+            if at_eval and evaluate():
+                break
         if saved != loop.step:
-            save()
+            saved = save()
+        if stopper and not stopper.stopped and stopper.last_step != loop.step:
+            evaluate()  # the last weights compete too
         return loop.finish()
 
 
