@@ -300,7 +300,7 @@ def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
         "print(first.steps, second.steps, second.metrics['loss'])\n")
     out = subprocess.run([sys.executable, "-c", script, data.student_config,
                           str(tmp_path / "mirrored")], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     first, second, loss = out.stdout.split()[-3:]
     assert (first, second) == ("30", "40") and np.isfinite(float(loss))

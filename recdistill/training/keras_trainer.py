@@ -103,29 +103,44 @@ class KerasTrainer:
             keras.mixed_precision.set_global_policy(previous_policy)
 
     def _run(self, train_uri, eval_uri, steps, warm_start) -> TrainResult:
-        from recdistill.models.export import export_model
-
         train_config = self.cfg.train_config
         if train_config.HasField("early_stopping") and not eval_uri:
             raise ValueError("train_config.early_stopping needs eval data: set eval_input_path "
                              "in the config or pass the eval table (--eval / eval_uri), or "
                              "remove early_stopping.")
         strategy = distribution.choose_strategy()
+        if distribution.is_multi_worker(strategy) and train_config.HasField("early_stopping"):
+            raise ValueError(f"train_config.early_stopping is not supported with several "
+                             f"workers (TF_CONFIG names {distribution.cluster_size()}); remove "
+                             "it or train on one worker.")
+        distribution.clean_up(strategy, self.model_dir)  # a killed run's leftovers
+        try:
+            return self._train(strategy, distribution.write_dir(strategy, self.model_dir),
+                               train_uri, eval_uri, steps, warm_start)
+        finally:
+            distribution.clean_up(strategy, self.model_dir)
+
+    def _train(self, strategy, out_dir, train_uri, eval_uri, steps, warm_start) -> TrainResult:
+        """Builds, restores (from ``model_dir``), trains, evaluates and exports; writes into
+        ``out_dir`` (``model_dir``, or a non-chief worker's private folder)."""
+        from recdistill.models.export import export_model
+
+        train_config = self.cfg.train_config
         model, optimizer, dataset = self._build(strategy, train_uri)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         checkpoint = tf.train.Checkpoint(
             model=checkpoints.variables_by_path(model.variables),
             optimizer=checkpoints.variables_by_path(optimizer.variables), step=global_step)
         manager = tf.train.CheckpointManager(
-            checkpoint, self.model_dir, max_to_keep=train_config.keep_checkpoint_max or None,
+            checkpoint, out_dir, max_to_keep=train_config.keep_checkpoint_max or None,
             checkpoint_name=checkpoints.CHECKPOINT_NAME)
         evaluator = KerasEvaluator(self.cfg, model, eval_uri) if eval_uri else None
         stopper = (EarlyStopping(train_config.early_stopping,
-                                 train_config.save_checkpoints_steps, self.model_dir, model,
-                                 evaluator)
+                                 train_config.save_checkpoints_steps, out_dir, model, evaluator)
                    if train_config.HasField("early_stopping") else None)
-        if manager.latest_checkpoint:
-            self._resume(checkpoint, manager.latest_checkpoint, model, global_step)
+        latest = tf.train.latest_checkpoint(self.model_dir)
+        if latest:
+            self._resume(checkpoint, latest, model, global_step)
             if stopper:
                 stopper.resume()
         elif warm_start:
@@ -135,9 +150,9 @@ class KerasTrainer:
         step_fn = make_train_step(strategy, model, optimizer, task, self.mixed_precision)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         train_metrics = self._loop(step_fn, iterator, manager, model, global_step, steps,
-                                   stopper)
+                                   stopper, out_dir, resumed=bool(latest))
 
-        report.write_training_report(self.cfg, self.model_dir)
+        report.write_training_report(self.cfg, out_dir)
         extra = {}
         if stopper:
             eval_metrics = stopper.restore_best()
@@ -145,13 +160,13 @@ class KerasTrainer:
             train_metrics["best_step"] = stopper.best["step"]
         else:
             eval_metrics = evaluator() if evaluator else {}
-        export_path = exported.export_dir(self.model_dir)
+        export_path = exported.export_dir(out_dir)
         labels = [label for _, label, _ in model.targets]
         export_model(model, export_path,
                      export_metadata(self.cfg, labels, train_metrics, eval_metrics, **extra))
         checkpoints.write_warm_start(model, export_path)
         logger.info("Exported %s to %s", self.cfg.model_config.model_class, export_path)
-        return TrainResult(model_dir=self.model_dir, export_dir=export_path,
+        return TrainResult(model_dir=self.model_dir, export_dir=exported.export_dir(self.model_dir),
                            steps=train_metrics["steps"], metrics={**train_metrics, **eval_metrics})
 
     def _resume(self, checkpoint, path: str, model, global_step) -> None:
@@ -178,7 +193,8 @@ class KerasTrainer:
     def _build(self, strategy, train_uri):
         """Model and optimizer with their variables created under ``strategy``, and the data.
 
-        The global batch is ``batch_size`` per replica, so each GPU sees the configured batch.
+        The global batch is ``batch_size`` per replica, so each GPU (and worker) sees the
+        configured batch.
         """
         from recdistill.models import build_model
 
@@ -188,10 +204,19 @@ class KerasTrainer:
             optimizer = build_optimizer(cfg.train_config, self.mixed_precision)
         labels = list(dict.fromkeys(
             [label for _, label, _ in model.targets] + config_lib.soft_label_fields(cfg)))
+        multi_worker = distribution.is_multi_worker(strategy)
         dataset = datasets.make_dataset(
             train_uri, cfg, columns=model.input_columns, labels=labels,
             batch_size=cfg.data_config.batch_size * strategy.num_replicas_in_sync,
-            shuffle=cfg.data_config.shuffle, num_epochs=cfg.data_config.num_epochs)
+            shuffle=cfg.data_config.shuffle, num_epochs=cfg.data_config.num_epochs,
+            seed=0 if multi_worker else None)
+        if multi_worker:
+            # Every worker reads the same (same-seed shuffled) rows and keeps its share of each
+            # global batch: a partition whatever the number of files.
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = \
+                tf.data.experimental.AutoShardPolicy.DATA
+            dataset = dataset.with_options(options)
         with strategy.scope():
             first_features, _ = next(iter(dataset.take(1)))
             model(first_features, training=False)  # creates the variables
@@ -199,7 +224,7 @@ class KerasTrainer:
         return model, optimizer, dataset
 
     def _loop(self, step_fn, iterator, manager, model, global_step, steps: int,
-              stopper: Optional[EarlyStopping]) -> dict:
+              stopper: Optional[EarlyStopping], out_dir: str, *, resumed: bool) -> dict:
         """Runs steps until ``steps`` (or the data ends when it is 0, or ``stopper`` says so),
         checkpointing every ``save_checkpoints_steps``, at every evaluation and at the end;
         returns the training metrics.
@@ -212,8 +237,8 @@ class KerasTrainer:
             state is written, so neither a rerun nor the export picks it up.
         """
         train_config = self.cfg.train_config
-        loop = StepLog(self.model_dir, train_config, start=int(global_step.numpy()), total=steps)
-        saved = loop.step if manager.latest_checkpoint else None
+        loop = StepLog(out_dir, train_config, start=int(global_step.numpy()), total=steps)
+        saved = loop.step if resumed else None
 
         def save():
             loop.check_finite()
