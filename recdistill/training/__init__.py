@@ -19,6 +19,13 @@ What a run leaves in ``model_dir``:
   holding the config, training metrics and eval metrics, and ``export/warm_start/``: a
   checkpoint of the model's weights only, from which ``train(..., warm_start=<export>)``
   initialises a later run.
+* with ``train_config.early_stopping``: ``best-<step>/`` and ``early_stopping.json``; the
+  export then holds the best evaluation's weights (``recdistill.training.early_stopping``).
+
+A loss or weights turning NaN / inf stop the run with ``NonFiniteLossError`` naming the step;
+nothing non-finite is checkpointed, resumed or exported. Under a ``TF_CONFIG`` cluster every
+worker runs :func:`train` and only the chief writes ``model_dir``
+(``recdistill.training.distribution``).
 
 Soft-label columns and privileged features are read for training only: the export takes
 exactly the columns the model reads (``model.input_columns``).
