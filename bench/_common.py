@@ -59,7 +59,7 @@ def student_step(cfg, model, kd_blocks, first_features):
     model(first_features, training=False)
     optimizer = training.build_optimizer(cfg.train_config)
     optimizer.build(model.trainable_variables)
-    return training.make_train_step(tf, tf.distribute.get_strategy(), model, optimizer,
+    return training.make_train_step(tf.distribute.get_strategy(), model, optimizer,
                                     kd_lib.KdTask(model.targets, kd_blocks), False)
 
 

@@ -33,6 +33,9 @@ TEXT_NAME = "<text>"
 MODEL_CLASSES = {"DSSM": "dssm", "DCN": "dcn", "DeepFM": "deepfm", "GBDT": "gbdt"}
 """Each model_class recdistill trains, mapped to the ``model_config`` oneof block it needs."""
 
+EARLY_STOPPING_METRICS = {"auc": True, "logloss": False}
+"""What ``train_config.early_stopping.metric`` may watch, mapped to whether higher is better."""
+
 DSSM_DEFAULT_GROUPS = {"user_tower": "user", "item_tower": "item"}
 """EasyRec's DSSM always reads the feature groups 'user' and 'item'; tower ``id`` is a name."""
 
@@ -572,3 +575,18 @@ def _check_train(cfg) -> Iterator[_Problem]:
             yield _Problem(f"{path}.adam_optimizer.learning_rate",
                            "must set constant_learning_rate or exponential_decay_learning_rate",
                            "nothing", "Add constant_learning_rate { learning_rate: 0.001 }")
+    if cfg.train_config.HasField("early_stopping"):
+        yield from _check_early_stopping(cfg.train_config.early_stopping)
+
+
+def _check_early_stopping(spec) -> Iterator[_Problem]:
+    path = "train_config.early_stopping"
+    if spec.metric not in EARLY_STOPPING_METRICS:
+        yield _Problem(f"{path}.metric", f"must be one of {_choices(EARLY_STOPPING_METRICS)}",
+                       _show(spec.metric), "Use 'auc' (higher is better) or 'logloss'")
+    if spec.patience < 1:
+        yield _Problem(f"{path}.patience", "must be >= 1", _show(spec.patience),
+                       "Set how many evaluations without improvement to wait, e.g. 3")
+    if not spec.min_delta >= 0:
+        yield _Problem(f"{path}.min_delta", "must be >= 0", _show(spec.min_delta),
+                       "Use 0 to count any improvement, or a small margin such as 0.0005")

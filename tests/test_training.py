@@ -281,7 +281,7 @@ def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
     """The multi-replica path (loss / replicas, reduced components) on two logical CPUs.
 
     Runs in a subprocess because logical devices must be set before TensorFlow starts, and
-    swaps only the device choice (``_strategy`` picks MirroredStrategy only for several GPUs).
+    swaps only the device choice (``choose_strategy`` picks MirroredStrategy only for several GPUs).
     """
     script = (
         "import sys, tensorflow as tf\n"
@@ -289,7 +289,8 @@ def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
         "tf.config.set_logical_device_configuration(\n"
         "    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
         "from recdistill import config as config_lib, training\n"
-        "training._strategy = lambda: tf.distribute.MirroredStrategy(\n"
+        "from recdistill.training import distribution\n"
+        "distribution.choose_strategy = lambda: tf.distribute.MirroredStrategy(\n"
         "    ['/cpu:0', '/cpu:1'], cross_device_ops=tf.distribute.ReductionToOneDevice())\n"
         "cfg = config_lib.load_config(sys.argv[1])\n"
         "cfg.data_config.batch_size = 16\n"
@@ -299,7 +300,7 @@ def test_mirrored_strategy_over_two_devices_trains_and_resumes(data, tmp_path):
         "print(first.steps, second.steps, second.metrics['loss'])\n")
     out = subprocess.run([sys.executable, "-c", script, data.student_config,
                           str(tmp_path / "mirrored")], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     first, second, loss = out.stdout.split()[-3:]
     assert (first, second) == ("30", "40") and np.isfinite(float(loss))

@@ -177,8 +177,15 @@ def _dnn(hidden_units: Sequence[int]) -> str:
 def _render(*, model_block: str, columns: Sequence[Feature], features: Sequence[Feature],
             soft_label: bool,
             train_path: str, eval_path: str, model_dir: str, batch_size: int,
-            num_steps: int) -> str:
+            num_steps: int, early_stopping: bool = False) -> str:
     labels = f"'{LABEL}', '{SOFT_LABEL}'" if soft_label else f"'{LABEL}'"
+    # The teacher is evaluated twice per epoch and exported at its best eval AUC, so it
+    # stops before it memorises the rows it then labels (issue 11).
+    stopping = ("  early_stopping {\n"
+                "    metric: 'auc'\n"
+                "    patience: 2\n"
+                f"    eval_every_steps: {max(1, num_steps // 6)}\n"
+                "  }\n") if early_stopping else ""
     return (
         f"train_input_path: '{train_path}'\n"
         f"eval_input_path: '{eval_path}'\n"
@@ -192,7 +199,8 @@ def _render(*, model_block: str, columns: Sequence[Feature], features: Sequence[
         f"  num_steps: {num_steps}\n"
         f"  log_step_count_steps: {max(1, num_steps // 10)}\n"
         f"  save_checkpoints_steps: {num_steps}\n"
-        "}\n\n"
+        + stopping
+        + "}\n\n"
         "eval_config {\n"
         "  metrics_set { auc {} }\n"
         f"  metrics_set {{ gauc {{ uid_field: '{USER_ID}' }} }}\n"
@@ -217,7 +225,8 @@ def render_configs(features: Sequence[Feature], *, batch_size: int, num_steps: i
     All three read the same columns (``features`` in order, then ``clk``; the kd student also a
     last DOUBLE ``kd_soft``), so one file layout serves every model:
 
-    * teacher: DCN over every feature, ranking and privileged ones included, on train.csv;
+    * teacher: DCN over every feature, ranking and privileged ones included, on train.csv,
+      with early stopping on the eval AUC (exported at its best evaluation);
     * student: DSSM, user tower over the ``user`` group and item tower over the ``item`` group,
       with one kd block distilling the teacher's logit (``kd_soft``, written by the soft-label job
       into ``soft_labels/train`` and ``soft_labels/eval``) into the student's ``logits``;
@@ -289,7 +298,8 @@ def render_configs(features: Sequence[Feature], *, batch_size: int, num_steps: i
         "teacher": _render(model_block=teacher_model, features=features, soft_label=False,
                            train_path=TRAIN_FILE, eval_path=EVAL_FILE,
                            model_dir=TEACHER_MODEL_DIR,
-                           num_steps=teacher_num_steps or num_steps, **common),
+                           num_steps=teacher_num_steps or num_steps, early_stopping=True,
+                           **common),
         "student": _render(model_block=dssm_model(True), features=student_features,
                            soft_label=True, train_path=SOFT_LABELED_TRAIN,
                            eval_path=EVAL_FILE, model_dir=STUDENT_MODEL_DIR,
