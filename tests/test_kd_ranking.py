@@ -327,6 +327,21 @@ def test_listwise_scale_logits_uses_the_tasks_variables_with_abs_weight():
         tf_loss(block)
 
 
+def test_listwise_scale_weight_gets_a_gradient_and_the_shift_none():
+    block = make_block(pipeline_pb2.LISTWISE_RANK_LOSS, scale_logits=True)
+    task = kd.KdTask([], [block])
+    with tf.GradientTape() as tape:
+        loss = task({"logits": tf.constant(STUDENT, tf.float32)}, {"kd_soft": TEACHER},
+                    features=features())["loss"]
+    weight, bias = task.logit_scales[kd.kd_loss_name(block)]
+    grad_w, grad_b = tape.gradient(loss, [weight, bias])
+    step = 1e-3
+    numeric = (np_listwise_rank(STUDENT, TEACHER, SESSIONS, ones(), scale=(1 + step, 0))
+               - np_listwise_rank(STUDENT, TEACHER, SESSIONS, ones(), scale=(1 - step, 0)))
+    assert float(grad_w[0]) == pytest.approx(numeric / (2 * step), rel=1e-3)
+    assert float(grad_b[0]) == pytest.approx(0.0, abs=1e-6)  # softmax ignores a shift
+
+
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 def test_calibrated_listwise_distills_within_session_probability_shares(temperature):
     block = make_block(pipeline_pb2.LISTWISE_CALIBRATED_DISTILL_LOSS, temperature=temperature)
