@@ -203,39 +203,26 @@ HINGE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("session", [True, False], ids=["sessions", "batch"])
-@pytest.mark.parametrize("param", HINGE_CASES, ids=str)
-def test_pairwise_hinge_matches_easyrec(param, session):
-    block = make_block(pipeline_pb2.PAIRWISE_HINGE_LOSS, session, **param)
-    expected = np_hinge(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
-    assert tf_loss(block) == pytest.approx(expected, rel=1e-6, abs=1e-9)
-
-
 LOGISTIC_CASES = [{}, {"temperature": 2.0}, {"hinge_margin": 0.3},
                   {"use_label_margin": True, "temperature": 0.5},
                   {"use_label_margin": True, "hinge_margin": 0.3}, {"ohem_ratio": 0.5},
                   {"ohem_ratio": 0.3, "hinge_margin": -0.2}]
-
-
-@pytest.mark.parametrize("session", [True, False], ids=["sessions", "batch"])
-@pytest.mark.parametrize("param", LOGISTIC_CASES, ids=str)
-def test_pairwise_logistic_matches_easyrec(param, session):
-    block = make_block(pipeline_pb2.PAIRWISE_LOGISTIC_LOSS, session, **param)
-    expected = np_logistic(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
-    assert tf_loss(block) == pytest.approx(expected, rel=1e-6)
-
-
 FOCAL_CASES = [{}, {"gamma": 0.0}, {"gamma": 1.5, "alpha": 0.25}, {"hinge_margin": 0.5},
                {"temperature": 2.0, "hinge_margin": 1.0}, {"ohem_ratio": 0.5},
                {"ohem_ratio": 0.3, "alpha": 0.6, "temperature": 0.5}]
+PAIRWISE_CASES = (
+    [("hinge", pipeline_pb2.PAIRWISE_HINGE_LOSS, np_hinge, p) for p in HINGE_CASES]
+    + [("logistic", pipeline_pb2.PAIRWISE_LOGISTIC_LOSS, np_logistic, p) for p in LOGISTIC_CASES]
+    + [("focal", pipeline_pb2.PAIRWISE_FOCAL_LOSS, np_focal, p) for p in FOCAL_CASES])
 
 
 @pytest.mark.parametrize("session", [True, False], ids=["sessions", "batch"])
-@pytest.mark.parametrize("param", FOCAL_CASES, ids=str)
-def test_pairwise_focal_matches_easyrec(param, session):
-    block = make_block(pipeline_pb2.PAIRWISE_FOCAL_LOSS, session, **param)
-    expected = np_focal(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
-    assert tf_loss(block) == pytest.approx(expected, rel=1e-6)
+@pytest.mark.parametrize("loss_type, reference, param", [case[1:] for case in PAIRWISE_CASES],
+                         ids=[f"{case[0]}-{case[3]}" for case in PAIRWISE_CASES])
+def test_pairwise_loss_matches_easyrec(loss_type, reference, param, session):
+    block = make_block(loss_type, session, **param)
+    expected = reference(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
+    assert tf_loss(block) == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
 SKEWED = np.array(["x", "x", "y", "x", "x", "z", "x", "x", "w", "x", "x", "x"])
