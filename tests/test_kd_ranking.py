@@ -203,39 +203,26 @@ HINGE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("session", [True, False], ids=["sessions", "batch"])
-@pytest.mark.parametrize("param", HINGE_CASES, ids=str)
-def test_pairwise_hinge_matches_easyrec(param, session):
-    block = make_block(pipeline_pb2.PAIRWISE_HINGE_LOSS, session, **param)
-    expected = np_hinge(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
-    assert tf_loss(block) == pytest.approx(expected, rel=1e-6, abs=1e-9)
-
-
 LOGISTIC_CASES = [{}, {"temperature": 2.0}, {"hinge_margin": 0.3},
                   {"use_label_margin": True, "temperature": 0.5},
                   {"use_label_margin": True, "hinge_margin": 0.3}, {"ohem_ratio": 0.5},
                   {"ohem_ratio": 0.3, "hinge_margin": -0.2}]
-
-
-@pytest.mark.parametrize("session", [True, False], ids=["sessions", "batch"])
-@pytest.mark.parametrize("param", LOGISTIC_CASES, ids=str)
-def test_pairwise_logistic_matches_easyrec(param, session):
-    block = make_block(pipeline_pb2.PAIRWISE_LOGISTIC_LOSS, session, **param)
-    expected = np_logistic(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
-    assert tf_loss(block) == pytest.approx(expected, rel=1e-6)
-
-
 FOCAL_CASES = [{}, {"gamma": 0.0}, {"gamma": 1.5, "alpha": 0.25}, {"hinge_margin": 0.5},
                {"temperature": 2.0, "hinge_margin": 1.0}, {"ohem_ratio": 0.5},
                {"ohem_ratio": 0.3, "alpha": 0.6, "temperature": 0.5}]
+PAIRWISE_CASES = (
+    [("hinge", pipeline_pb2.PAIRWISE_HINGE_LOSS, np_hinge, p) for p in HINGE_CASES]
+    + [("logistic", pipeline_pb2.PAIRWISE_LOGISTIC_LOSS, np_logistic, p) for p in LOGISTIC_CASES]
+    + [("focal", pipeline_pb2.PAIRWISE_FOCAL_LOSS, np_focal, p) for p in FOCAL_CASES])
 
 
 @pytest.mark.parametrize("session", [True, False], ids=["sessions", "batch"])
-@pytest.mark.parametrize("param", FOCAL_CASES, ids=str)
-def test_pairwise_focal_matches_easyrec(param, session):
-    block = make_block(pipeline_pb2.PAIRWISE_FOCAL_LOSS, session, **param)
-    expected = np_focal(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
-    assert tf_loss(block) == pytest.approx(expected, rel=1e-6)
+@pytest.mark.parametrize("loss_type, reference, param", [case[1:] for case in PAIRWISE_CASES],
+                         ids=[f"{case[0]}-{case[3]}" for case in PAIRWISE_CASES])
+def test_pairwise_loss_matches_easyrec(loss_type, reference, param, session):
+    block = make_block(loss_type, session, **param)
+    expected = reference(STUDENT, TEACHER, SESSIONS if session else None, ones(), **param)
+    assert tf_loss(block) == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
 SKEWED = np.array(["x", "x", "y", "x", "x", "z", "x", "x", "w", "x", "x", "x"])
@@ -325,6 +312,21 @@ def test_listwise_scale_logits_uses_the_tasks_variables_with_abs_weight():
     assert float(parts[kd.kd_loss_name(block)]) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="scale_logits.*KdTask"):
         tf_loss(block)
+
+
+def test_listwise_scale_weight_gets_a_gradient_and_the_shift_none():
+    block = make_block(pipeline_pb2.LISTWISE_RANK_LOSS, scale_logits=True)
+    task = kd.KdTask([], [block])
+    with tf.GradientTape() as tape:
+        loss = task({"logits": tf.constant(STUDENT, tf.float32)}, {"kd_soft": TEACHER},
+                    features=features())["loss"]
+    weight, bias = task.logit_scales[kd.kd_loss_name(block)]
+    grad_w, grad_b = tape.gradient(loss, [weight, bias])
+    step = 1e-3
+    numeric = (np_listwise_rank(STUDENT, TEACHER, SESSIONS, ones(), scale=(1 + step, 0))
+               - np_listwise_rank(STUDENT, TEACHER, SESSIONS, ones(), scale=(1 - step, 0)))
+    assert float(grad_w[0]) == pytest.approx(numeric / (2 * step), rel=1e-3)
+    assert float(grad_b[0]) == pytest.approx(0.0, abs=1e-6)  # softmax ignores a shift
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
