@@ -5,8 +5,10 @@ A :class:`TeacherModelHandler` is a small picklable recipe (the export's URI and
 :func:`recdistill.exported.load_exported`, which imports the custom ops a teacher needs (YDF's
 for a GBDT teacher) before reading the graph; ``run_inference`` takes whole columnar batches
 (``pyarrow.RecordBatch``) and calls the model once per batch, because per-row overhead, not
-the model, dominates Beam inference on small rows. The handler works in Beam's
-``RunInference`` and inside the soft-label job's own per-shard DoFn alike.
+the model, dominates Beam inference on small rows. It keeps to Beam's ModelHandler contract
+(``load_model``, ``run_inference``, ``batch_elements_kwargs``): the job runs it through
+``RunInference`` (transforms.ScoreWithTeacher), which owns batching, sharing the loaded model
+and metrics; dead letters are the job's transforms' business.
 
 :class:`SoftLabelSpec` says, for one kd block, which teacher output fills which column and
 whether to convert between logits and probabilities; :func:`soft_label_specs` builds and checks
