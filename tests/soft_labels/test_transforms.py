@@ -12,6 +12,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from soft_label_helpers import expected_logits, make_rows, student_config
 from recdistill import config as config_lib
+from recdistill import outputs
 from recdistill.data import tables
 from recdistill.soft_labels import handlers, stats, transforms
 
@@ -30,7 +31,7 @@ def _batch(rows, start, stop) -> pa.RecordBatch:
 
 
 def _kd_spec():
-    return handlers.SoftLabelSpec("kd_soft", "logits", handlers.LOGITS, as_logits=True,
+    return handlers.SoftLabelSpec("kd_soft", "logits", outputs.LOGITS, as_logits=True,
                                   dtype=np.float64)
 
 
