@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from soft_label_helpers import expected_logits, make_rows, student_config
+from soft_label_helpers import STUDENT_CONFIG, expected_logits, make_rows, student_config
 from recdistill.data import filesystems, tables
 from recdistill.soft_labels import job
 
@@ -182,6 +182,8 @@ def test_missing_input_and_bad_fraction_are_reported(teacher, tmp_path):
     with pytest.raises(ValueError, match=r"max_bad_rows_fraction must be in \[0, 1\], got 2"):
         job.generate_soft_labels(teacher, str(tmp_path), str(tmp_path / "o"), cfg,
                                  max_bad_rows_fraction=2)
+    with pytest.raises(TypeError, match="takes a loaded EasyRecConfig, got str"):
+        job.generate_soft_labels(teacher, str(tmp_path), str(tmp_path / "o"), STUDENT_CONFIG)
 
 
 def test_gcs_input_and_output_on_the_emulator(teacher, gcs_bucket, tmp_path):
