@@ -45,7 +45,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
                          cfg: pipeline_pb2.EasyRecConfig, *, runner: str = "DirectRunner",
                          beam_args: Sequence[str] = (), max_bad_rows_fraction: float = 0.0,
                          batch_size: int = handlers.DEFAULT_BATCH_SIZE,
-                         sample_size: int = stats_lib.DEFAULT_SAMPLE_SIZE) -> dict:
+                         sample_size: int = stats_lib.DEFAULT_SAMPLE_SIZE,
+                         max_auc_gap: float = stats_lib.LEAK_AUC_GAP) -> dict:
     """Writes the input rows with the teacher's soft labels, and stats.json, to ``output_uri``.
 
     Args:
@@ -66,10 +67,15 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
         file and row.
       batch_size: rows per columnar batch (and per output shard at most).
       sample_size: rows sampled for the quantiles and AUC in stats.json.
+      max_auc_gap: the leak guard: when the teacher's AUC on the scored rows exceeds its eval
+        AUC (from the export's recdistill.json) by more, the job warns "soft labels repeat
+        the clicks" in the log and stats.json (``leak_guard``); see stats.LEAK_AUC_GAP.
 
     Returns:
       The stats.json content: rows read/written/rejected, per soft-label column
-      mean/min/max/quantiles and teacher AUC against each hard label, timing.
+      mean/min/max/quantiles, teacher AUC against each hard label and its eval AUC and gap,
+      the leak guard's verdict, timing. ``stats.metric_scalars`` flattens it for a KFP
+      Metrics artifact.
 
     Raises:
       FileNotFoundError: no data file matches ``input_uri``, or no teacher export.
@@ -93,6 +99,7 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
     model_handle = shared.Shared()
     model = model_handle.acquire(handler.load_model, tag=teacher_uri)
     specs, input_config = _check_teacher(model, cfg, input_uri)
+    teacher_metadata = model.metadata
     started = time.monotonic()
     with filesystems.atomic_dir(output_uri) as out_dir:
         logger.info("Soft labels: %d shard(s) of %s -> %s with teacher %s on %s", len(shards),
@@ -113,6 +120,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
                      input_shards=len(shards), seconds=round(seconds, 3),
                      rows_per_second=round(stats["rows_read"] / seconds, 1))
         _check_bad_rows(stats, max_bad_rows_fraction, input_uri, output_uri)
+        for warning in stats_lib.check_leak(stats, teacher_metadata, max_auc_gap):
+            logger.warning("Soft labels: %s", warning)
         json_files.write_json(filesystems.join(out_dir, stats_lib.STATS_FILE), stats)
     logger.info("Soft labels: wrote %d rows (%d rejected) to %s in %.1f s (%.0f rows/s)",
                 stats["rows_written"], stats["rows_rejected"], output_uri, seconds,
