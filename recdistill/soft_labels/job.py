@@ -3,14 +3,15 @@
 Pipeline (the named transforms of transforms.py; one element per columnar chunk, never per
 row)::
 
-    Create(shard list) -> Reshuffle -> ReadShards -> ScoreWithTeacher
+    Create(splits) -> Reshuffle -> ReadShards -> ScoreWithTeacher
         -> AttachSoftLabels -> WriteShards --------------------------\
         ReadShards/AttachSoftLabels dead letters -> DeadLetters ------+-> WriteStats
         ReadShards read summaries -----------------------------------/
 
 Rows travel inside ``pyarrow.RecordBatch`` es of ``batch_size`` rows, so memory stays at a
 few batches whatever the data size, and output shard ``part-<input index>-<chunk index>``
-keeps the input order when shards are read sorted.
+keeps the input order when shards are read sorted. The unit of parallel work is a split
+(splits.py): a row range of a Parquet file, or a whole file in the other formats.
 
 Everything is written under :func:`recdistill.data.filesystems.atomic_dir`, so a failed or
 re-run job never leaves a mix of old and new shards. Workers only see the shard URIs, the
@@ -32,6 +33,7 @@ from recdistill import config as config_lib
 from recdistill.data import filesystems, json_files
 from recdistill.protos import pipeline_pb2
 from recdistill.soft_labels import handlers
+from recdistill.soft_labels import splits as splits_lib
 from recdistill.soft_labels import stats as stats_lib
 from recdistill.soft_labels import transforms
 
@@ -46,7 +48,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
                          beam_args: Sequence[str] = (), max_bad_rows_fraction: float = 0.0,
                          batch_size: int = handlers.DEFAULT_BATCH_SIZE,
                          sample_size: int = stats_lib.DEFAULT_SAMPLE_SIZE,
-                         max_auc_gap: float = stats_lib.LEAK_AUC_GAP) -> dict:
+                         max_auc_gap: float = stats_lib.LEAK_AUC_GAP,
+                         rows_per_split: int = splits_lib.DEFAULT_ROWS_PER_SPLIT) -> dict:
     """Writes the input rows with the teacher's soft labels, and stats.json, to ``output_uri``.
 
     Args:
@@ -67,6 +70,9 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
         file and row.
       batch_size: rows per columnar batch (and per output shard at most).
       sample_size: rows sampled for the quantiles and AUC in stats.json.
+      rows_per_split: the unit of parallel work: Parquet files are cut into row ranges of at
+        most this many rows, so one big file spreads over the workers (splits.py); other
+        formats are split by file.
       max_auc_gap: the leak guard: when the teacher's AUC on the scored rows exceeds its eval
         AUC (from the export's recdistill.json) by more, the job warns "soft labels repeat
         the clicks" in the log and stats.json (``leak_guard``); see stats.LEAK_AUC_GAP.
@@ -100,13 +106,14 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
     model = model_handle.acquire(handler.load_model, tag=teacher_uri)
     specs, input_config = _check_teacher(model, cfg, input_uri)
     teacher_metadata = model.metadata
+    units = splits_lib.plan_splits(shards, input_config, rows_per_split)
     started = time.monotonic()
     with filesystems.atomic_dir(output_uri) as out_dir:
-        logger.info("Soft labels: %d shard(s) of %s -> %s with teacher %s on %s", len(shards),
-                    input_uri, output_uri, teacher_uri, runner)
+        logger.info("Soft labels: %d shard(s) in %d split(s) of %s -> %s with teacher %s on %s",
+                    len(shards), len(units), input_uri, output_uri, teacher_uri, runner)
         pipeline = beam.Pipeline(options=PipelineOptions(flags=[f"--runner={runner}",
                                                                 *beam_args]))
-        label_rows(pipeline | "Shards" >> beam.Create(list(enumerate(shards))),
+        label_rows(pipeline | "Splits" >> beam.Create(list(enumerate(units))),
                    handler, specs, input_config=input_config,
                    output_config=_output_config(cfg, specs),
                    hard_labels=config_lib.hard_label_fields(cfg),
@@ -117,7 +124,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
         stats = json_files.read_json(filesystems.join(out_dir, stats_lib.STATS_FILE))
         seconds = time.monotonic() - started
         stats.update(teacher=teacher_uri, input=input_uri, output=output_uri, runner=runner,
-                     input_shards=len(shards), seconds=round(seconds, 3),
+                     input_shards=len(shards), input_splits=len(units),
+                     seconds=round(seconds, 3),
                      rows_per_second=round(stats["rows_read"] / seconds, 1))
         _check_bad_rows(stats, max_bad_rows_fraction, input_uri, output_uri)
         for warning in stats_lib.check_leak(stats, teacher_metadata, max_auc_gap):
@@ -129,12 +137,12 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
     return stats
 
 
-def label_rows(shards, handler: handlers.TeacherModelHandler, specs, *, input_config,
+def label_rows(units, handler: handlers.TeacherModelHandler, specs, *, input_config,
                output_config, hard_labels, out_dir: str, tolerate_bad_rows: bool,
                sample_size: int, model_handle: Optional[shared.Shared] = None):
-    """Wires the named transforms: ``(index, uri)`` shards in, soft-labelled shards, dead
-    letters and stats.json out under ``out_dir``; returns the stats.json PCollection."""
-    read = shards | "Spread" >> beam.Reshuffle() | "ReadShards" >> transforms.ReadShards(
+    """Wires the named transforms: ``(index, splits.Split)`` units in, soft-labelled shards,
+    dead letters and stats.json out under ``out_dir``; returns the stats.json PCollection."""
+    read = units | "Spread" >> beam.Reshuffle() | "ReadShards" >> transforms.ReadShards(
         input_config, batch_size=handler.batch_size, tolerate_bad_rows=tolerate_bad_rows)
     labelled = (read[transforms.CHUNKS]
                 | "ScoreWithTeacher" >> transforms.ScoreWithTeacher(handler, model_handle)

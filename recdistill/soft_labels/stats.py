@@ -49,6 +49,8 @@ class SoftLabelSummary:
         with ``sample_keys``.
       rejected_examples: up to MAX_REJECTED_EXAMPLES ``"file: row N: reason"`` lines.
       shards_written: output shards written.
+      rows_by_worker: rows written per worker process (``host:pid``): how evenly the
+        runner spread the work.
     """
 
     rows_read: int = 0
@@ -62,11 +64,12 @@ class SoftLabelSummary:
     sample: dict = dataclasses.field(default_factory=dict)
     rejected_examples: list = dataclasses.field(default_factory=list)
     shards_written: int = 0
+    rows_by_worker: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of_chunk(cls, soft_labels: Mapping[str, np.ndarray], hard_labels: Mapping[str, np.ndarray],
                  *, rows_read: int, rejected: list, seed, sample_size: int = DEFAULT_SAMPLE_SIZE,
-                 shards_written: int = 1) -> "SoftLabelSummary":
+                 shards_written: int = 1, worker: str = "") -> "SoftLabelSummary":
         """Summarises one written chunk.
 
         Args:
@@ -78,6 +81,7 @@ class SoftLabelSummary:
             same data gives the same stats.
           sample_size: the most rows kept for quantiles and AUC.
           shards_written: output shards this chunk was written to.
+          worker: the process that wrote the chunk ('' to leave rows_by_worker out).
         """
         columns = {**soft_labels, **hard_labels}
         rows = len(next(iter(columns.values()))) if columns else 0
@@ -87,7 +91,8 @@ class SoftLabelSummary:
                       sample_keys=keys[keep],
                       sample={name: np.asarray(values)[keep] for name, values in columns.items()},
                       rejected_examples=list(rejected[:MAX_REJECTED_EXAMPLES]),
-                      shards_written=shards_written)
+                      shards_written=shards_written,
+                      rows_by_worker={worker: rows} if worker else {})
         for name, values in soft_labels.items():
             values = np.asarray(values, dtype=np.float64)
             summary.count[name] = len(values)
@@ -111,7 +116,11 @@ class SoftLabelSummary:
                     for name in names},
             rejected_examples=(self.rejected_examples
                                + other.rejected_examples)[:MAX_REJECTED_EXAMPLES],
-            shards_written=self.shards_written + other.shards_written)
+            shards_written=self.shards_written + other.shards_written,
+            rows_by_worker={name: self.rows_by_worker.get(name, 0)
+                            + other.rows_by_worker.get(name, 0)
+                            for name in dict.fromkeys([*self.rows_by_worker,
+                                                       *other.rows_by_worker])})
         for name in dict.fromkeys([*self.count, *other.count]):
             merged.count[name] = self.count.get(name, 0) + other.count.get(name, 0)
             merged.total[name] = self.total.get(name, 0.0) + other.total.get(name, 0.0)
@@ -157,6 +166,7 @@ class SoftLabelSummary:
             "bad_rows_fraction": self.rows_rejected / rows_read if rows_read else 0.0,
             "rejected_examples": self.rejected_examples,
             "shards_written": self.shards_written,
+            "rows_by_worker": dict(sorted(self.rows_by_worker.items())),
             "sample_rows": len(self.sample_keys),
             "soft_labels": soft,
         }

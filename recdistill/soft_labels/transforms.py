@@ -2,7 +2,7 @@
 
 The job (job.py) is these transforms wired together::
 
-    (index, uri) --ReadShards--> (ChunkKey, RecordBatch) --ScoreWithTeacher-->
+    (index, Split) --ReadShards--> (ChunkKey, RecordBatch) --ScoreWithTeacher-->
     (ChunkKey, PredictionResult) --AttachSoftLabels--> (ChunkKey, pa.Table) --WriteShards-->
     SoftLabelSummary --WriteStats--> stats.json
                    rejected rows (read or score) --DeadLetters--> _dead_letter/*.jsonl
@@ -25,6 +25,8 @@ Imports ``recdistill.data`` and the soft_labels modules; never ``kfp``.
 import dataclasses
 import json
 import logging
+import os
+import socket
 import time
 from typing import Optional, Sequence
 
@@ -35,7 +37,7 @@ from apache_beam.utils import shared
 
 from recdistill.data import filesystems, json_files, tables
 from recdistill.protos import pipeline_pb2
-from recdistill.soft_labels import handlers
+from recdistill.soft_labels import handlers, splits
 from recdistill.soft_labels import stats as stats_lib
 
 logger = logging.getLogger(__name__)
@@ -53,15 +55,22 @@ DEAD_LETTERS = "dead_letters"
 _SHARD_NAME = "part-{shard:05d}-{chunk:05d}"
 
 
+def _worker() -> str:
+    """This process, as stats.json's rows_by_worker names it (asked per call: a forked
+    worker has its own pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @dataclasses.dataclass(frozen=True)
 class ChunkKey:
     """Where a chunk of rows comes from, travelling beside it through the job.
 
     Attributes:
-      shard: index of the input shard (or split) in the job's sorted list.
-      chunk: index of the chunk within the shard.
+      shard: index of the input split (a file or a row range of one) in the job's list.
+      chunk: index of the chunk within the split.
       uri: the input file, named in every rejected row.
-      first_row: good rows of the shard before this chunk (numbers the unscorable rows).
+      first_row: rows of the file before the split plus good rows of the split before this
+        chunk (numbers the unscorable rows).
     """
 
     shard: int
@@ -116,20 +125,20 @@ class _ReadShardFn(beam.DoFn):
         self._input_config = pipeline_pb2.DatasetConfig.FromString(self._input_config_bytes)
 
     def process(self, element):
-        index, uri = element
+        index, split = element
         report = tables.ReadReport()
         good = 0
         chunk = 0
-        batches = tables.iter_batches(uri, self._input_config, batch_size=self._batch_size,
-                                      max_bad_rows_fraction=1.0 if self._tolerate else 0.0,
-                                      report=report)
+        batches = splits.iter_batches(split, self._input_config, batch_size=self._batch_size,
+                                      tolerate_bad_rows=self._tolerate, report=report)
         for batch in batches:
-            key = ChunkKey(index, chunk, uri, good)
+            key = ChunkKey(index, chunk, split.uri, split.start + good)
             yield from self._dead_letters(key, report)
             yield CHUNKS, (key, batch)
             good += batch.num_rows
             chunk += 1
-        yield from self._dead_letters(ChunkKey(index, chunk, uri, good), report)
+        yield from self._dead_letters(ChunkKey(index, chunk, split.uri, split.start + good),
+                                      report)
         self._rows_read.inc(report.rows_read)
         self._shards_read.inc()
         yield READ_SUMMARIES, stats_lib.SoftLabelSummary(rows_read=report.rows_read)
@@ -147,10 +156,11 @@ class _ReadShardFn(beam.DoFn):
 @beam.ptransform_fn
 def ReadShards(shards, input_config: pipeline_pb2.DatasetConfig, *, batch_size: int,
                tolerate_bad_rows: bool = False):
-    """Reads ``(index, uri)`` input shards as ``(ChunkKey, RecordBatch)`` chunks.
+    """Reads ``(index, splits.Split)`` units of input as ``(ChunkKey, RecordBatch)`` chunks.
 
     Args:
-      shards: PCollection of ``(index, uri)``; the index orders the output shards.
+      shards: PCollection of ``(index, Split)`` (a whole file or a row range of one, see
+        splits.py); the index orders the output shards.
       input_config: how the data is laid out (the student's data_config minus soft labels).
       batch_size: rows per RecordBatch (the last of a shard may be shorter).
       tolerate_bad_rows: send unreadable rows to the ``dead_letters`` output; when False the
@@ -286,7 +296,8 @@ class _WriteShardFn(beam.DoFn):
             {name: column(name) for name in self._soft_columns},
             {name: column(name) for name in self._hard_labels},
             rows_read=0, rejected=[], seed=(key.shard, key.chunk),
-            sample_size=self._sample_size, shards_written=1 if table.num_rows else 0)
+            sample_size=self._sample_size, shards_written=1 if table.num_rows else 0,
+            worker=_worker())
 
 
 @beam.ptransform_fn

@@ -14,11 +14,12 @@ from soft_label_helpers import expected_logits, make_rows, student_config
 from recdistill import config as config_lib
 from recdistill import outputs
 from recdistill.data import tables
-from recdistill.soft_labels import handlers, stats, transforms
+from recdistill.soft_labels import handlers, splits, stats, transforms
 
 pytestmark = pytest.mark.slow
 
 Key = transforms.ChunkKey
+Split = splits.Split
 
 
 def _configs(input_type="CSVInput"):
@@ -50,7 +51,7 @@ def test_read_shards_chunks_rows_in_order_and_sends_bad_rows_to_dead_letters(tmp
         f.write("\n".join(lines) + "\n")
 
     with TestPipeline() as p:
-        read = (p | Create([(0, a), (1, b)])
+        read = (p | Create([(0, Split(a)), (1, Split(b))])
                 | transforms.ReadShards(input_config, batch_size=2, tolerate_bad_rows=True))
         assert_that(read[transforms.CHUNKS] | "Keys" >> Map(lambda kb: (kb[0], kb[1]["adgroup_id"]
                                                               .to_pylist())),
@@ -72,7 +73,8 @@ def test_read_shards_fails_on_the_first_bad_row_when_not_tolerating(tmp_path):
     path.write_text("1,u,1,student,b1,ad1,c,12\n0,u,1,student,b1,ad2,c,oops\n")
     with pytest.raises(Exception, match=r"a\.csv: row 2, field 'price'.*oops"):
         with TestPipeline() as p:
-            _ = p | Create([(0, str(path))]) | transforms.ReadShards(input_config, batch_size=8)
+            _ = (p | Create([(0, Split(str(path)))])
+                 | transforms.ReadShards(input_config, batch_size=8))
 
 
 def test_score_with_teacher_runs_the_handler_once_per_keyed_chunk(teacher):
