@@ -66,9 +66,7 @@ def probs_name(name: str) -> str:
     Raises:
       ValueError: ``name`` is not a logits output.
     """
-    if not is_logits(name):
-        raise ValueError(f"{name!r} is not a {LOGITS}[_<task>] output.")
-    return output_name(PROBS, task_suffix(name))
+    return _twin(name, LOGITS, PROBS)
 
 
 def logits_name(name: str) -> str:
@@ -77,9 +75,13 @@ def logits_name(name: str) -> str:
     Raises:
       ValueError: ``name`` is not a probs output.
     """
-    if not is_probs(name):
-        raise ValueError(f"{name!r} is not a {PROBS}[_<task>] output.")
-    return output_name(LOGITS, task_suffix(name))
+    return _twin(name, PROBS, LOGITS)
+
+
+def _twin(name: str, from_kind: str, to_kind: str) -> str:
+    if kind(name) != from_kind:
+        raise ValueError(f"{name!r} is not a {from_kind}[_<task>] output.")
+    return output_name(to_kind, task_suffix(name))
 
 
 def probability_first(name: str) -> tuple:
