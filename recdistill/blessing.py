@@ -18,6 +18,10 @@ Thresholds file (YAML, so plain JSON works too; every key optional, unknown keys
     # Against the baseline: candidate must gain at least this much (candidate - baseline).
     min_auc_gain: 0.0
     min_gauc_gain: 0.0
+    # Consistency with the teacher's ranking, per session (needs a teacher and sessions):
+    # share of the teacher's top-k in the candidate's top-m, and NDCG@k with teacher gains.
+    min_teacher_topk_recall: 0.6
+    min_teacher_ndcg: 0.9
 
 This module imports nothing from recdistill but the file layer (lazily, to read ``gs://``).
 """
@@ -55,10 +59,22 @@ RULES = {
     "max_gauc_drop": _Rule("gauc", CHAMPION, "max"),
     "min_auc_gain": _Rule("auc", BASELINE, "min"),
     "min_gauc_gain": _Rule("gauc", BASELINE, "min"),
+    "min_teacher_topk_recall": _Rule("teacher_topk_recall", None, "min"),
+    "min_teacher_ndcg": _Rule("teacher_ndcg", None, "min"),
 }
+
+#: How to get a metric that was not computed, for the failed check's message.
+_HOW_TO_COMPUTE = {
+    "gauc": "set eval_config.metrics_set { gauc { uid_field: ... } }",
+    "teacher_topk_recall": "evaluate with a teacher and a session field (the gauc uid_field or "
+                           "a kd session_name)",
+}
+_HOW_TO_COMPUTE["teacher_ndcg"] = _HOW_TO_COMPUTE["teacher_topk_recall"]
 
 #: Inline thresholds rather than a file name: JSON, or YAML starting with ``key: ``.
 _INLINE = re.compile(r"^\s*(\{|[A-Za-z_]+\s*:\s)")
+#: ``key:value`` without the space YAML needs (a URI has ``://`` and is not taken for one).
+_NO_SPACE = re.compile(r"^\s*([A-Za-z_]+)\s*:(?!//)(\S.*)$", re.DOTALL)
 
 NO_THRESHOLDS = ("no thresholds configured, so the model is not blessed (recdistill never "
                  "blesses silently). Pass a thresholds file, e.g. 'min_auc: 0.7'.")
@@ -146,6 +162,11 @@ def load_thresholds(source) -> dict:
     else:
         from recdistill.data import filesystems
 
+        spaceless = _NO_SPACE.match(source)
+        if spaceless and not filesystems.exists(source):
+            key, value = spaceless.group(1), spaceless.group(2).strip()
+            raise ValueError(f"thresholds {source!r}: inline YAML needs a space after ':'. "
+                             f"Write '{key}: {value}' or JSON '{{\"{key}\": {value}}}'.")
         if not filesystems.exists(source):
             raise FileNotFoundError(f"{source}: thresholds file not found. Pass an existing YAML "
                                     "or JSON file (see recdistill.blessing for the format).")
@@ -159,9 +180,10 @@ def load_thresholds(source) -> dict:
 
 
 def _missing(name: str, metric: str, who: str, threshold: float) -> Check:
+    how = _HOW_TO_COMPUTE.get(metric)
     return Check(name, threshold, None, FAILED,
-                 f"{name}: {metric} of the {who} was not computed (for gauc, set "
-                 "eval_config.metrics_set { gauc { uid_field: ... } }).")
+                 f"{name}: {metric} of the {who} was not computed" + (f" ({how})." if how
+                                                                       else "."))
 
 
 def _check(name: str, threshold: float, metrics_by_model: Mapping) -> Check:

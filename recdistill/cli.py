@@ -2,14 +2,68 @@
 
 Each verb is a thin shell over ``recdistill.steps`` (or ``pipelines`` for the Kubeflow verbs,
 imported lazily so that ``recdistill train`` never loads kfp).
+
+A failure the user can fix (bad input, a missing or unreadable file, a storage error) ends with
+one ``recdistill <verb>: error: <message>`` on stderr and exit status 2; ``--debug`` (or
+``RECDISTILL_DEBUG=1``) prints the traceback as well. Bad flag values are refused by argparse,
+also with exit status 2, before anything runs.
 """
 
 import argparse
 import json
 import logging
+import os
 import sys
+import traceback
+
+from recdistill.data import filesystems
 
 logger = logging.getLogger("recdistill")
+
+
+DEBUG_ENV = "RECDISTILL_DEBUG"
+#: The soft-label job's default runner. "DirectRunner" is Beam's SwitchingDirectRunner, which
+#: first tries Prism and downloads its binary from GitHub on every run; FnApiRunner is the
+#: in-process runner it falls back to, chosen here so a local run never reaches out.
+SOFT_LABEL_RUNNER = "FnApiRunner"
+
+
+def _int_at_least(minimum: int):
+    """An argparse type: an int >= ``minimum`` (a negative step count must not train 0 steps)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _folder(text: str) -> str:
+    """An argparse type: a folder to write into; an existing local file is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    try:
+        remote = filesystems.is_remote(text)
+    except ValueError:
+        return text  # an unsupported scheme: the verb's own check names it and the fix
+    if not remote and os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text} is a file, not a folder. Pass a folder "
+                                         "(it is created if missing)")
+    return text
 
 
 def _params(pairs) -> dict:
@@ -18,7 +72,7 @@ def _params(pairs) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"pipeline parameter {pair!r} must look like key=value, "
+            raise ValueError(f"pipeline parameter {pair!r} must look like key=value, "
                              "e.g. student_config=gs://b/student.config")
         try:
             params[key] = json.loads(value)
@@ -90,7 +144,12 @@ def _run(args):
 def _compile(args):
     from pipelines import compile as compile_lib
 
-    print(compile_lib.compile_pipeline(args.output or compile_lib.DEFAULT_OUTPUT, image=args.image,
+    output = os.path.abspath(args.output or compile_lib.DEFAULT_OUTPUT)
+    if os.path.isdir(output):
+        raise ValueError(f"--output {output} is a folder. Pass a file name, e.g. "
+                         f"{os.path.join(output, 'kd_pipeline.yaml')}.")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    print(compile_lib.compile_pipeline(output, image=args.image,
                                        trainer_image=args.trainer_image))
 
 
@@ -111,88 +170,146 @@ def _schedule(args):
                           job_name=args.job_name))
 
 
+def _debug_flags(parser: argparse.ArgumentParser, default) -> None:
+    """``-v`` and ``--debug``, accepted before or after the verb."""
+    parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging")
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help=f"on an error, print the traceback too (or set {DEBUG_ENV}=1)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recdistill", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    _debug_flags(parser, False)
+    # After the verb the flags must not reset what was given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    _debug_flags(common, argparse.SUPPRESS)
+    verbs = parser.add_subparsers(dest="verb", required=True,
+                                  help="one step of the pipeline, or a Kubeflow verb")
 
-    p = verbs.add_parser("sample-data", help="write the synthetic sample dataset and configs")
-    p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=None,
+    def verb(name, **kwargs):
+        return verbs.add_parser(name, parents=[common], **kwargs)
+
+    data = "file, folder of shards or glob, local or gs://"
+    p = verb("sample-data", help="write the synthetic sample dataset and configs")
+    p.add_argument("--out", required=True, type=_folder, help="folder to write into")
+    p.add_argument("--rows", type=_int_at_least(1), default=None,
                    help="total impressions (default: the sample's 50,000); the last 20%% "
                         "(by time) form eval.csv")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.set_defaults(func=_sample_data)
 
-    p = verbs.add_parser("train", help="train the model a config describes (kd included)")
-    p.add_argument("--config", required=True)
-    p.add_argument("--train", help="file, folder of shards or glob (default: train_input_path)")
-    p.add_argument("--eval", help="default: the config's eval_input_path")
-    p.add_argument("--model-dir", help="default: the config's model_dir")
+    p = verb("train", help="train the model a config describes (kd included)")
+    p.add_argument("--config", required=True, help="the model's pipeline config (file or gs://)")
+    p.add_argument("--train", help=f"training data, {data} (default: train_input_path)")
+    p.add_argument("--eval", help=f"eval data, {data} (default: the config's eval_input_path)")
+    p.add_argument("--model-dir", type=_folder,
+                   help="checkpoints and export/ go here (default: the config's model_dir)")
     p.add_argument("--warm-start", help="an export to initialise from (e.g. the champion)")
     p.add_argument("--without-kd", action="store_true", help="drop the kd blocks (baseline)")
-    p.add_argument("--num-steps", type=int, default=0)
-    p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--num-steps", type=_int_at_least(0), default=0,
+                   help="training steps, >= 0 (default 0: the config's num_steps)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="train in mixed_float16 (GPUs with tensor cores)")
     p.set_defaults(func=_train)
 
-    p = verbs.add_parser("soft-labels", help="Beam job: add the teacher's soft labels",
-                         epilog="Arguments after -- go to Beam, e.g. -- --project=p --region=r")
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
+    p = verb("soft-labels", help="Beam job: add the teacher's soft labels",
+             epilog="Arguments after -- go to Beam, e.g. -- --project=p --region=r")
+    p.add_argument("--teacher", required=True, help="the teacher: model_dir or export folder")
+    p.add_argument("--input", required=True, help=f"the training rows, {data}")
+    p.add_argument("--output", required=True, type=_folder,
+                   help="folder for the labelled shards and stats.json")
     p.add_argument("--config", required=True, help="the student's config")
-    p.add_argument("--runner", default="DirectRunner")
-    p.add_argument("--max-bad-rows-fraction", type=float, default=0.0)
+    p.add_argument("--runner", default=SOFT_LABEL_RUNNER,
+                   help=f"Beam runner (default {SOFT_LABEL_RUNNER}: in-process, the runner "
+                        "DirectRunner falls back to, without DirectRunner first trying to "
+                        "download the Prism binary); e.g. DataflowRunner, FlinkRunner")
+    p.add_argument("--max-bad-rows-fraction", type=_fraction, default=0.0,
+                   help="fraction of rows that may be rejected (dead letters) before the job "
+                        "fails, in [0, 1] (default 0: fail on the first bad row)")
     p.set_defaults(func=_soft_labels)
 
-    p = verbs.add_parser("evaluate", help="metrics, report and blessing")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--config", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--teacher")
-    p.add_argument("--champion")
-    p.add_argument("--baseline")
-    p.add_argument("--thresholds", help="thresholds file (YAML/JSON) or inline YAML/JSON, e.g. 'min_auc: 0.7'")
+    p = verb("evaluate", help="metrics, report and blessing")
+    p.add_argument("--model", required=True, help="the candidate: model_dir or export folder")
+    p.add_argument("--data", required=True, help=f"the eval table, {data}")
+    p.add_argument("--config", required=True, help="the candidate's config")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="folder for metrics.json and report.html")
+    p.add_argument("--teacher", help="the teacher, for rank agreement with the student")
+    p.add_argument("--champion", help="the model in production, for the max_*_drop thresholds")
+    p.add_argument("--baseline", help="the student trained without kd, for the min_*_gain "
+                                      "thresholds")
+    p.add_argument("--thresholds",
+                   help="thresholds file (YAML/JSON) or inline YAML/JSON, e.g. 'min_auc: 0.7'")
     p.set_defaults(func=_evaluate)
 
-    p = verbs.add_parser("push", help="push a blessed model to <destination>/<version>/")
-    p.add_argument("--model", required=True)
-    p.add_argument("--destination", required=True)
-    p.add_argument("--evaluation", help="the evaluate output folder (must say blessed)")
-    p.add_argument("--keep", type=int, default=0)
-    p.add_argument("--force", action="store_true", help="push even if not blessed (logged)")
+    p = verb("push", help="push a blessed model to <destination>/<version>/")
+    p.add_argument("--model", required=True, help="the model: model_dir or export folder")
+    p.add_argument("--destination", required=True, type=_folder,
+                   help="the TF Serving base path, a folder or gs://bucket/path")
+    p.add_argument("--evaluation", help="the evaluate output folder of this model (must say "
+                                        "blessed and name this model's digest)")
+    p.add_argument("--keep", type=_int_at_least(0), default=0,
+                   help="keep only the newest N versions (default 0: keep all)")
+    p.add_argument("--force", action="store_true",
+                   help="push even if not blessed or not evaluated (logged)")
     p.set_defaults(func=_push)
 
-    p = verbs.add_parser("run", help="run the whole pipeline locally with kfp.local")
-    p.add_argument("--workdir", default="runs/local")
-    p.add_argument("--student-config")
-    p.add_argument("--teacher-config")
+    p = verb("run", help="run the whole pipeline locally with kfp.local")
+    p.add_argument("--workdir", default="runs/local", type=_folder,
+                   help="where data, outputs and the serving folder go (default runs/local)")
+    p.add_argument("--student-config", help="the student's config (default: the bundled sample)")
+    p.add_argument("--teacher-config", help="the teacher's config (default: the sample's)")
     p.add_argument("--teacher", help="reuse this teacher export instead of training one")
-    p.add_argument("--train")
-    p.add_argument("--eval")
-    p.add_argument("--thresholds")
-    p.add_argument("--num-steps", type=int, default=0)
+    p.add_argument("--train", help=f"training data, {data}")
+    p.add_argument("--eval", help=f"eval data, {data}")
+    p.add_argument("--thresholds", help="thresholds file or inline YAML/JSON")
+    p.add_argument("--num-steps", type=_int_at_least(0), default=0,
+                   help="training steps per model, >= 0 (default 0: the configs' num_steps)")
     p.set_defaults(func=_run)
 
-    p = verbs.add_parser("compile", help="compile the pipeline to YAML")
-    p.add_argument("--output", default=None, help="default: pipelines/kd_pipeline.yaml")
+    p = verb("compile", help="compile the pipeline to YAML")
+    p.add_argument("--output", default=None,
+                   help="the YAML file; missing folders are created (default: "
+                        "pipelines/kd_pipeline.yaml)")
     p.add_argument("--image", default="", help="runtime (CPU) image for the pipeline steps")
     p.add_argument("--trainer-image", default="", help="GPU image for the training steps")
     p.set_defaults(func=_compile)
 
-    for verb, func in (("submit", _submit), ("schedule", _schedule)):
-        p = verbs.add_parser(verb, help=f"{verb} the compiled pipeline on a KFP endpoint")
+    for name, func in (("submit", _submit), ("schedule", _schedule)):
+        p = verb(name, help=f"{name} the compiled pipeline on a KFP endpoint")
         p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8080")
-        p.add_argument("--namespace")
-        p.add_argument("--experiment", default="recdistill")
-        p.add_argument("--pipeline-file", default=None)
+        p.add_argument("--namespace", help="the Kubeflow namespace (default: the endpoint's)")
+        p.add_argument("--experiment", default="recdistill",
+                       help="the KFP experiment (default recdistill)")
+        p.add_argument("--pipeline-file", default=None,
+                       help="the compiled YAML (default: pipelines/kd_pipeline.yaml)")
         p.add_argument("params", nargs="*", help="pipeline parameters as key=value")
         p.set_defaults(func=func)
-        if verb == "schedule":
+        if name == "schedule":
             p.add_argument("--cron", required=True, help='6 fields, e.g. "0 0 3 * * *"')
-            p.add_argument("--job-name", default="recdistill-daily")
+            p.add_argument("--job-name", default="recdistill-daily",
+                           help="the recurring run's name (default recdistill-daily)")
     return parser
+
+
+def _expected_errors() -> tuple:
+    """Failure types the user can fix: bad input, missing or unreadable files, storage errors.
+
+    TensorFlow's own errors (e.g. a checkpoint it cannot read) count when TF is loaded; other
+    exception types are bugs and keep Python's traceback.
+    """
+    errors = [ValueError, OSError]
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "errors"):
+        errors.append(tf.errors.OpError)
+    return tuple(errors)
+
+
+def _message(error: BaseException) -> str:
+    # TF's OpError keeps the readable part in .message; str() prepends the op's context.
+    text = str(error) if isinstance(error, (ValueError, OSError)) else getattr(error, "message", "")
+    return text or str(error) or type(error).__name__
 
 
 def main(argv=None) -> int:
@@ -203,16 +320,21 @@ def main(argv=None) -> int:
         argv, beam_args = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
     args.beam_args = beam_args
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    logging.basicConfig(level=logging.DEBUG if args.verbose or debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         status = args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        # Bad input: the message names the file/field and the fix; a traceback adds nothing
-        # for the user (-v shows it).
-        if args.verbose:
+    except KeyboardInterrupt:
+        print(f"recdistill {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - sorted into expected and bugs right below
+        if not isinstance(error, _expected_errors()):
             raise
-        print(f"recdistill {args.verb}: error: {error}", file=sys.stderr)
+        # The message names the file/field and the fix; the traceback is for --debug.
+        if debug:
+            traceback.print_exc()
+        print(f"recdistill {args.verb}: error: {_message(error)}", file=sys.stderr)
         return 2
     return status or 0
 

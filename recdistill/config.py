@@ -8,8 +8,9 @@ produce one warning; a field EasyRec does not have is a parse error.
 
 Every semantic problem is collected and reported at once in one :class:`ConfigError`, each as
 ``<file>:<line>: <field path> <problem>, got <value>. <fix>.`` so a user fixes a config in one
-round. It must import nothing from recdistill except ``recdistill.protos`` (the file layer is
-imported lazily, only to read ``gs://`` configs).
+round. It must import nothing from recdistill except ``recdistill.protos`` and
+``recdistill.kd.params`` (kd's rules, TensorFlow-free; the file layer is imported lazily, only
+to read ``gs://`` configs).
 """
 
 import collections
@@ -21,6 +22,7 @@ from typing import Iterator, NamedTuple
 
 from google.protobuf import descriptor, text_format
 
+from recdistill.kd import params as kd_params
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
@@ -30,9 +32,6 @@ TEXT_NAME = "<text>"
 
 MODEL_CLASSES = {"DSSM": "dssm", "DCN": "dcn", "DeepFM": "deepfm", "GBDT": "gbdt"}
 """Each model_class recdistill trains, mapped to the ``model_config`` oneof block it needs."""
-
-KD_LOSS_TYPES = ("CROSS_ENTROPY_LOSS", "L2_LOSS", "BINARY_CROSS_ENTROPY_LOSS", "KL_DIVERGENCE_LOSS")
-"""The loss types a ``kd`` block may use (EasyRec's build_kd_loss supports the same four)."""
 
 DSSM_DEFAULT_GROUPS = {"user_tower": "user", "item_tower": "item"}
 """EasyRec's DSSM always reads the feature groups 'user' and 'item'; tower ``id`` is a name."""
@@ -188,20 +187,44 @@ def _read(path_or_text) -> tuple[str, str, str]:
     value = os.fspath(path_or_text)
     if isinstance(value, bytes):
         value = value.decode("utf-8")
-    if value.startswith("gs://"):
+    if value.startswith(("gs://", "s3://", "minio://")):
         from recdistill.data import filesystems  # lazy: config must not need the file layer
 
         with filesystems.open_input(value) as f:
             data = f.read()
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return text, value, posixpath.dirname(value)
+        return _decode(data, value), value, posixpath.dirname(value)
     if os.path.isfile(value):
-        with open(value, encoding="utf-8") as f:
-            return f.read(), value, os.path.dirname(os.path.abspath(value))
-    if value.strip() and "\n" not in value and not any(c in value for c in ":{<"):
+        with open(value, "rb") as f:
+            return _decode(f.read(), value), value, os.path.dirname(os.path.abspath(value))
+    if _looks_like_path(value):
         raise FileNotFoundError(f"{value}: no such config file. Pass an existing path or the "
                                 f"config text itself.")
     return value, TEXT_NAME, os.getcwd()
+
+
+def _looks_like_path(value: str) -> bool:
+    """One line that is no config text: no ':', '{', '<', or one token (``/a/b:c.config``)."""
+    token = value.strip()
+    if not token or "\n" in value:
+        return False
+    return not any(c in value for c in ":{<") or not any(c in token for c in "{<\"' \t")
+
+
+def _decode(data, name: str) -> str:
+    """The text of a config file; binary content (a serialized proto, a gzip) is refused."""
+    if isinstance(data, str):
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = e.start
+    else:
+        if "\0" not in text:
+            return text
+        offset = text.index("\0")
+    raise ConfigError([f"{name}: not a text config (binary byte at offset {offset}). Pass the "
+                       f"config in protobuf text format ({_SCHEMA}), e.g. the sample's "
+                       "student.config."])
 
 
 def _parse(text: str, name: str):
@@ -427,6 +450,13 @@ def _check_data(cfg) -> Iterator[_Problem]:
     if data.batch_size <= 0:
         yield _Problem("data_config.batch_size", "must be > 0", _show(data.batch_size),
                        "Set a positive batch size, e.g. 1024")
+    from recdistill.data import formats  # lazy, like filesystems: imports only the protos
+
+    supported = formats.supported_input_types()
+    input_type = pipeline_pb2.DatasetConfig.InputType.Name(data.input_type)
+    if input_type not in supported:
+        yield _Problem("data_config.input_type", "is not a format recdistill reads",
+                       input_type, f"Use one of {_choices(supported)}")
     inputs = _input_names(cfg)
     if not data.label_fields:
         yield _Problem("data_config.label_fields", "must name at least one label", "nothing",
@@ -523,16 +553,8 @@ def _check_kd(cfg) -> Iterator[_Problem]:
             yield _Problem(f"{path}.soft_label_name", "must be one of data_config.label_fields",
                            _show(kd.soft_label_name),
                            f"Valid: {_choices(labels)}; add it to label_fields")
-        if kd.temperature < 0:
-            yield _Problem(f"{path}.temperature", "must be >= 0", _show(kd.temperature),
-                           "Use 1.0 (or 0) for no softening")
-        if kd.loss_weight < 0:
-            yield _Problem(f"{path}.loss_weight", "must be >= 0", _show(kd.loss_weight),
-                           "Use 1.0 for an equal weight, 0 to switch the block off")
-        loss_type = pipeline_pb2.LossType.Name(kd.loss_type)
-        if loss_type not in KD_LOSS_TYPES:
-            yield _Problem(f"{path}.loss_type", f"must be one of {_choices(KD_LOSS_TYPES)}",
-                           loss_type, "Use CROSS_ENTROPY_LOSS for EasyRec's default")
+        for problem in kd_params.block_problems(kd, _input_names(cfg)):
+            yield _Problem(f"{path}.{problem.field}", problem.problem, problem.got, problem.fix)
 
 
 def _check_train(cfg) -> Iterator[_Problem]:

@@ -10,15 +10,29 @@ It returns an :class:`EvalResult` holding everything a KFP component copies into
 metrics.json layout::
 
     {"label_field": "clk", "prediction": "probs", "teacher_prediction": "probs",
-     "uid_field": "user_id" | null,
-     "gauc_reduction": "mean", "examples": 2000, "top_k": 10, "created_at": "...Z",
-     "models": {"student": {"uri", "auc", "gauc", "gauc_users", "logloss", "calibration",
-                            "mean_prediction", "positive_rate", "examples"},
+     "uid_field": "user_id" | null, "session_field": "user_id" | null,
+     "gauc_reduction": "mean", "examples": 2000, "top_k": 10, "top_m": 10, "created_at": "...Z",
+     "model_digest": "sha256:...",   # the student's, recdistill.exported.model_digest
+     "models": {"student": {"uri", "digest", "auc", "gauc", "gauc_users", "logloss",
+                            "calibration", "mean_prediction", "positive_rate", "examples",
+                            "teacher_topk_recall", "teacher_ndcg"},
                 "teacher": {...}, "champion": {...}, "baseline": {...}},
      "teacher_student": {"spearman", "kendall", "spearman_per_user", "kendall_per_user",
                          "users", "topk_overlap": {"k", "mean", "users"}} | null,
+     "teacher_consistency": {"session_field", "k", "m", "recall", "recall_sessions", "ndcg",
+                             "ndcg_sessions"} | null,   # the student's, per session
      "kd_gain": {"auc", "gauc", "logloss_reduction"} | null,   # student vs baseline
      "thresholds": {...}, "blessing": {"blessed", "reasons", "checks"}, "blessed": bool}
+
+``teacher_topk_recall`` / ``teacher_ndcg`` (every model but the teacher, when a teacher and a
+session field are known; else None) are ``recdistill.metrics.teacher_consistency``: the share
+of the teacher's top-k of a session in the model's top m, and NDCG@k of the model's order with
+the teacher's probabilities as gains. They sit in each model's metrics so that thresholds
+(``min_teacher_topk_recall``, ``min_teacher_ndcg``) check them like AUC.
+
+Scale: the eval table is streamed in batches of ``PREDICT_BATCH_SIZE`` rows; only the label
+(1 byte), a group index per user/session and each model's probability (4 bytes) are kept per
+row, and the per-user metrics run over chunks of users (``recdistill.metrics``).
 
 All IO goes through ``recdistill.data``; this module never imports kfp.
 """
@@ -30,6 +44,7 @@ import logging
 from typing import Mapping
 
 import numpy as np
+import pyarrow as pa
 
 from recdistill import blessing as blessing_lib
 from recdistill import config as config_lib
@@ -43,6 +58,8 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 BLESSED_KEY = "blessed"
+#: metrics.json key naming the evaluated student (``recdistill.exported.model_digest``).
+MODEL_DIGEST_KEY = "model_digest"
 
 STUDENT = blessing_lib.CANDIDATE
 TEACHER = "teacher"
@@ -68,8 +85,9 @@ class EvalResult:
         auc/gauc/logloss/calibration of every evaluated model, ``kd_gain_auc``,
         ``kd_gain_gauc``, ``kd_gain_logloss_reduction``, ``teacher_student_spearman``,
         ``teacher_student_kendall``, ``teacher_student_spearman_per_user``,
-        ``teacher_student_kendall_per_user``, ``teacher_student_topk_overlap`` and
-        ``blessed`` (1.0 or 0.0); metrics that could not be computed are left out.
+        ``teacher_student_kendall_per_user``, ``teacher_student_topk_overlap``,
+        ``<model>_teacher_topk_recall``, ``<model>_teacher_ndcg`` and ``blessed`` (1.0 or
+        0.0); metrics that could not be computed are left out.
       roc: the student's ROC curve, at most 200 points: ``{"fpr", "tpr", "thresholds"}``
         (``ClassificationMetrics.log_roc_curve(fpr, tpr, thresholds)``).
       confusion_matrix: the student's at probability 0.5: ``{"categories": ["0", "1"],
@@ -98,15 +116,33 @@ class _Target:
     teacher_prediction: str  # the teacher's output for the same target (kd teacher_pred_name)
     uid_field: str | None
     reduction: str
+    session_field: str | None  # groups rows for the consistency metrics
 
 
-def _target(cfg) -> _Target:
+def _kd_session_name(cfg) -> str | None:
+    """The first kd block's ``loss_param`` ``session_name`` (pairwise/listwise kd), if any.
+
+    Read through the descriptor, so configs (and protos) without ``loss_param`` work too.
+    """
+    for block in cfg.model_config.kd:
+        if "loss_param" not in block.DESCRIPTOR.oneofs_by_name:
+            return None
+        which = block.WhichOneof("loss_param")
+        session = getattr(getattr(block, which), "session_name", "") if which else ""
+        if session:
+            return session
+    return None
+
+
+def _target(cfg, session_field: str | None = None) -> _Target:
     """Which label and prediction to evaluate, and how GAUC groups rows, from the config.
 
     The first task tower's label (output ``probs_<tower_name>``) when the model has towers,
     else the first label field that is not a kd soft label (output ``probs``). The teacher is
     read through the first kd block's ``teacher_pred_name`` when set (a multi-task teacher
-    distilled into a single-task student), else like the student.
+    distilled into a single-task student), else like the student. Sessions (for the
+    consistency metrics) are ``session_field`` when given, else a kd block's
+    ``session_name``, else GAUC's ``uid_field``.
     """
     if cfg.model_config.task_towers:
         tower = cfg.model_config.task_towers[0]
@@ -130,7 +166,8 @@ def _target(cfg) -> _Target:
             if reduction not in metrics_lib.REDUCTIONS:
                 raise ValueError(f"eval_config.metrics_set.gauc.reduction must be one of "
                                  f"{list(metrics_lib.REDUCTIONS)}, got {reduction!r}.")
-    return _Target(label, prediction, teacher_prediction, uid_field, reduction)
+    session = session_field or _kd_session_name(cfg) or uid_field
+    return _Target(label, prediction, teacher_prediction, uid_field, reduction, session)
 
 
 def _output_names(prediction: str) -> tuple:
@@ -142,58 +179,133 @@ def _output_names(prediction: str) -> tuple:
     return (prediction,)
 
 
-def _probabilities(model: exported.ExportedModel, columns: Mapping, prediction: str,
-                   role: str) -> np.ndarray:
-    """Runs ``model`` over the table in batches; returns its probabilities as float64 [n].
+@dataclasses.dataclass
+class _Scored:
+    """What evaluation keeps of the eval table: a few bytes per row."""
+
+    labels: np.ndarray  # int8 0/1
+    users: metrics_lib.Groups | None
+    sessions: metrics_lib.Groups | None
+    probs: dict  # role -> float32 probabilities
+
+
+class _Scorer:
+    """Runs one model over batches of the eval table, keeping its probabilities as float32.
 
     Reads the probability output when the model has it, else the sigmoid of its logits.
     """
-    names = _output_names(prediction)
-    name = next((n for n in names if n in model.outputs), None)
-    if name is None:
-        raise ValueError(f"{model.uri} ({role}): serving_default has outputs {model.outputs} but "
-                         f"none of {list(names)}. Evaluate a model trained for this config's "
-                         "label (or set kd.teacher_pred_name for a teacher with other heads).")
-    rows = len(next(iter(columns.values())))
-    chunks = []
-    for start in range(0, rows, PREDICT_BATCH_SIZE):
-        batch = {key: values[start:start + PREDICT_BATCH_SIZE] for key, values in columns.items()}
-        chunks.append(np.asarray(model.predict(batch)[name], dtype=np.float64))
-    values = np.concatenate(chunks) if chunks else np.zeros(0)
-    if values.ndim > 1 and values.shape[1:] != (1,):
-        raise ValueError(f"{model.uri} ({role}): output {name!r} has shape {values.shape}; "
-                         "evaluation needs one probability per row.")
-    values = values.reshape(-1)
-    if name.startswith("logits"):
-        values = 1.0 / (1.0 + np.exp(-values))
-    logger.info("scored %d rows with the %s (%s, output %s)", rows, role, model.uri, name)
-    return values
+
+    def __init__(self, model: exported.ExportedModel, prediction: str, role: str,
+                 data_uri: str):
+        names = _output_names(prediction)
+        self.name = next((n for n in names if n in model.outputs), None)
+        if self.name is None:
+            raise ValueError(f"{model.uri} ({role}): serving_default has outputs "
+                             f"{model.outputs} but none of {list(names)}. Evaluate a model "
+                             "trained for this config's label (or set kd.teacher_pred_name for "
+                             "a teacher with other heads).")
+        self.model, self.role, self.data_uri = model, role, data_uri
+        self.chunks = []
+
+    def score(self, columns: Mapping, first_row: int) -> None:
+        values = np.asarray(self.model.predict(columns)[self.name], dtype=np.float64)
+        if values.ndim > 1 and values.shape[1:] != (1,):
+            raise ValueError(f"{self.model.uri} ({self.role}): output {self.name!r} has shape "
+                             f"{values.shape}; evaluation needs one probability per row.")
+        values = values.reshape(-1)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = (np.flatnonzero(bad)[:5] + first_row).tolist()
+            raise ValueError(f"{self.model.uri} ({self.role}): output {self.name!r} is "
+                             f"{values[bad][0]} for rows {rows} (0-based) of {self.data_uri}. "
+                             "The model itself is broken (was it trained on NaN features or "
+                             "with a diverging loss?); retrain it or evaluate another model.")
+        if self.name.startswith("logits"):
+            values = 1.0 / (1.0 + np.exp(-values))
+        self.chunks.append(values.astype(np.float32))
+
+    def probabilities(self) -> np.ndarray:
+        values = np.concatenate(self.chunks)
+        self.chunks = []
+        logger.info("scored %d rows with the %s (%s, output %s)", values.shape[0], self.role,
+                    self.model.uri, self.name)
+        return values
 
 
-def _read_columns(data_uri: str, cfg, target: _Target, models: Mapping) -> dict:
-    """Reads the label, uid and every model input from the eval table as numpy columns."""
-    declared = [f.input_name for f in cfg.data_config.input_fields]
-    for field, why in ((target.label_field, "the label"), (target.uid_field, "the GAUC uid_field")):
+def _data_config(data_uri: str, cfg):
+    """The data_config to read the eval table with: the config without kd (the raw table), or
+    the full one when the table is a header-less CSV that also carries the soft-label columns
+    (what an EasyRec user evaluates on); either way only the needed columns are read."""
+    plain = config_lib.without_kd(cfg).data_config
+    full = cfg.data_config
+    if (len(full.input_fields) == len(plain.input_fields) or full.with_header
+            or full.input_type != full.CSVInput):
+        return plain
+    first = filesystems.expand(data_uri)[0]
+    with filesystems.open_input(first) as f:
+        head = f.read(1 << 16).decode("utf-8", errors="replace")
+    line = next((text for text in head.splitlines() if text.strip()), "")
+    if line.count(full.separator or ",") + 1 == len(full.input_fields):
+        logger.info("%s carries the kd soft-label columns; evaluation ignores them", first)
+        return full
+    return plain
+
+
+def _check_labels(values: np.ndarray, field: str, data_uri: str, first_row: int) -> np.ndarray:
+    bad = (values != 0) & (values != 1)
+    if bad.any():
+        rows = (np.flatnonzero(bad)[:5] + first_row).tolist()
+        raise ValueError(f"{data_uri}: label {field!r} must be 0 or 1, got "
+                         f"{values[bad][:5].tolist()} at rows {rows} (0-based). Binarise the "
+                         "label field first.")
+    return values.astype(np.int8)
+
+
+def _score_table(data_uri: str, cfg, target: _Target, models: Mapping) -> _Scored:
+    """Streams the eval table once: checks it, runs every model on each batch and keeps the
+    label, the user/session ids (as pyarrow arrays, grouped at the end) and the probabilities."""
+    data_config = _data_config(data_uri, cfg)
+    declared = [f.input_name for f in data_config.input_fields]
+    for field, why in ((target.label_field, "the label"), (target.uid_field, "the GAUC uid_field"),
+                       (target.session_field, "the session field")):
         if field and field not in declared:
             raise ValueError(f"{why} {field!r} is not in data_config.input_fields "
                              f"({', '.join(declared)}). Declare it, or fix the config.")
-    needed = {target.label_field} | {target.uid_field} - {None}
+    groups = {target.uid_field, target.session_field} - {None}
+    needed = {target.label_field} | groups
     for model in models.values():
         needed |= set(model.inputs) & set(declared)
-    table = tables.read_table(data_uri, cfg.data_config, fields=sorted(needed))
-    for field in needed:
-        if field not in table.column_names:
-            raise ValueError(f"{data_uri}: the eval table has no column {field!r} (columns: "
-                             f"{', '.join(table.column_names)}). Point --data at the eval table "
-                             "the config describes.")
-    if table.num_rows == 0:
+    scorers = {role: _Scorer(model, target.teacher_prediction if role == TEACHER
+                             else target.prediction, role, data_uri)
+               for role, model in models.items()}
+    labels, ids, rows = [], {field: [] for field in groups}, 0
+    for batch in tables.iter_batches(data_uri, data_config, batch_size=PREDICT_BATCH_SIZE,
+                                     fields=sorted(needed)):
+        missing = sorted(needed - set(batch.schema.names))
+        if missing:
+            raise ValueError(f"{data_uri}: the eval table has no column {missing} (columns: "
+                             f"{', '.join(batch.schema.names)}). Point --data at the eval "
+                             "table the config describes.")
+        columns = {name: batch.column(name).to_numpy(zero_copy_only=False)
+                   for name in batch.schema.names}
+        if rows == 0:
+            for model in models.values():
+                model.check_columns(columns)
+        labels.append(_check_labels(columns[target.label_field], target.label_field, data_uri,
+                                    rows))
+        for field in groups:
+            ids[field].append(batch.column(field))
+        for scorer in scorers.values():
+            scorer.score(columns, rows)
+        rows += batch.num_rows
+    if rows == 0:
         raise ValueError(f"{data_uri}: the eval table is empty. Check the path and the export.")
-    columns = {name: table.column(name).to_numpy(zero_copy_only=False)
-               for name in table.column_names}
-    for model in models.values():
-        model.check_columns(columns)
-    logger.info("read %d rows (%s) from %s", table.num_rows, ", ".join(sorted(columns)), data_uri)
-    return columns
+    grouped = {field: metrics_lib.group_rows(pa.chunked_array(chunks))
+               for field, chunks in ids.items()}
+    logger.info("read %d rows (%s) from %s", rows, ", ".join(sorted(needed)), data_uri)
+    return _Scored(labels=np.concatenate(labels),
+                   users=grouped.get(target.uid_field), sessions=grouped.get(target.session_field),
+                   probs={role: scorer.probabilities() for role, scorer in scorers.items()})
 
 
 def _gain(student: Mapping, baseline: Mapping) -> dict:
@@ -209,8 +321,9 @@ def _scalars(result: Mapping) -> dict:
     """Flattens metrics.json into the numbers a KFP Metrics artifact logs."""
     scalars = {}
     for role, values in result["models"].items():
-        for key in ("auc", "gauc", "logloss", "calibration"):
-            scalars[f"{role}_{key}"] = values[key]
+        for key in ("auc", "gauc", "logloss", "calibration", "teacher_topk_recall",
+                    "teacher_ndcg"):
+            scalars[f"{role}_{key}"] = values.get(key)
     for key, value in (result["kd_gain"] or {}).items():
         scalars[f"kd_gain_{key}"] = value
     agreement = result["teacher_student"]
@@ -222,72 +335,115 @@ def _scalars(result: Mapping) -> dict:
     return {k: float(v) for k, v in scalars.items() if v is not None}
 
 
+def _check_out_dir(out_dir: str) -> None:
+    """Refuses an existing ``out_dir`` unless it is empty or an earlier evaluation output
+    (``metrics.json`` and ``_SUCCESS``), so a mistyped ``--out`` never empties a user's folder.
+
+    Raises:
+      FileExistsError: ``out_dir`` is a file or a folder holding anything else.
+    """
+    if not filesystems.exists(out_dir):
+        return
+    try:
+        names = filesystems.listdir(out_dir)
+    except FileNotFoundError as e:  # listdir's "not a directory"
+        raise FileExistsError(f"{out_dir}: is a file, not an evaluation folder. Pass a new "
+                              "or empty folder to --out.") from e
+    if names and not {METRICS_FILE, filesystems.SUCCESS_MARKER} <= set(names):
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise FileExistsError(f"{out_dir}: exists and is not an earlier evaluation output (it "
+                              f"holds {shown}; no {METRICS_FILE} + {filesystems.SUCCESS_MARKER})."
+                              " Evaluation replaces its folder wholesale, so pass a new or "
+                              "empty folder to --out, or remove this one yourself.")
+
+
+def _consistency(probs: Mapping, sessions, top_k: int, top_m: int) -> dict:
+    """role -> ``metrics.teacher_consistency`` of every model but the teacher."""
+    return {role: metrics_lib.teacher_consistency(p, probs[TEACHER], sessions, top_k, top_m)
+            for role, p in probs.items() if role != TEACHER}
+
+
 def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None = None,
              champion_uri: str | None = None, baseline_uri: str | None = None,
-             thresholds=None, out_dir: str, top_k: int = DEFAULT_TOP_K) -> EvalResult:
+             thresholds=None, out_dir: str, top_k: int = DEFAULT_TOP_K,
+             top_m: int | None = None, session_field: str | None = None) -> EvalResult:
     """Scores the eval table with the candidate and its comparison models, and blesses or not.
 
     Args:
       model_uri: the candidate student (model_dir, export folder or pushed version; local/gs://).
-      data_uri: the raw eval table (file, folder or glob; no soft-label columns), read with
-        ``config.data_config`` minus the kd soft-label fields.
-      config: the student's EasyRecConfig, or a path/text for ``load_config``. It names the
-        label (first task tower's label_name, else the first non-soft label field) and, via
+      data_uri: the eval table (file, folder or glob), read with ``config.data_config`` minus
+        the kd soft-label fields; soft-label columns in it, if any, are ignored.
+      config: the student's loaded EasyRecConfig (``recdistill.config.load_config``). It names
+        the label (first task tower's label_name, else the first non-soft label field) and, via
         ``eval_config.metrics_set { gauc { uid_field reduction } }``, the user-id field for GAUC
         and the per-user agreement metrics.
-      teacher_uri: the teacher; adds rank agreement and top-k overlap with the student.
+      teacher_uri: the teacher; adds rank agreement, top-k overlap and per-session consistency
+        with every other model.
       champion_uri: the last pushed model; enables the ``max_*_drop`` thresholds.
       baseline_uri: the student trained without kd; adds ``kd_gain`` and the ``min_*_gain``
         thresholds.
       thresholds: a thresholds file (YAML/JSON, see ``recdistill.blessing``), a mapping, or None
         (None: the result is not blessed, and says so).
-      out_dir: where metrics.json and report.html go (local or gs://), written atomically.
-      top_k: k of the per-user top-k overlap between student and teacher.
+      out_dir: where metrics.json and report.html go (local or gs://), written atomically. An
+        existing folder is replaced only if it is an earlier evaluation output.
+      top_k: k of the per-user top-k overlap and of the teacher's top k in the consistency
+        metrics.
+      top_m: the student's top m in the teacher top-k recall (default ``top_k``).
+      session_field: the column grouping rows into sessions for the consistency metrics;
+        default a kd block's ``session_name``, else GAUC's ``uid_field``.
 
     Returns:
       The EvalResult; its fields are what a KFP component logs.
 
     Raises:
+      TypeError: ``config`` is not a loaded config.
       FileNotFoundError: a model or the thresholds file is missing.
-      ValueError: a model lacks serving_default or the prediction, the table lacks the label,
-        the uid field or a model input, or the config/thresholds are invalid.
+      FileExistsError: ``out_dir`` exists and is not an earlier evaluation output.
+      ValueError: a model lacks serving_default or the prediction or predicts NaN, the table
+        lacks the label, the uid field or a model input, or the config/thresholds are invalid.
     """
-    cfg = config if hasattr(config, "data_config") else config_lib.load_config(config)
-    target = _target(cfg)
+    if not hasattr(config, "data_config"):
+        raise TypeError(f"evaluate takes a loaded config, got {type(config).__name__} "
+                        f"{str(config)[:80]!r}. Call recdistill.config.load_config on it first.")
+    target = _target(config, session_field)
+    top_m = top_k if top_m is None else top_m
     threshold_values = blessing_lib.load_thresholds(thresholds)
+    _check_out_dir(out_dir)
     uris = {STUDENT: model_uri, TEACHER: teacher_uri, CHAMPION: champion_uri,
             BASELINE: baseline_uri}
-    models = {role: exported.load_exported(uri)
-              for role, uri in uris.items() if uri}
-    # The eval table is the raw one (soft labels are only generated for training), so it is
-    # read with the schema of the config without kd; evaluation never needs soft labels.
-    columns = _read_columns(data_uri, config_lib.without_kd(cfg), target, models)
-    labels = columns[target.label_field]
-    user_ids = columns[target.uid_field] if target.uid_field else None
-    probs = {role: _probabilities(model, columns, target.teacher_prediction
-                                  if role == TEACHER else target.prediction, role)
-             for role, model in models.items()}
+    models = {role: exported.load_exported(uri) for role, uri in uris.items() if uri}
+    digests = {role: exported.model_digest(model.local_path) for role, model in models.items()}
+    scored = _score_table(data_uri, config, target, models)
+    labels, probs = scored.labels, scored.probs
 
-    per_model = {}
-    for role, p in probs.items():
-        per_model[role] = {"uri": models[role].uri,
-                           **metrics_lib.classification_metrics(labels, p, user_ids,
-                                                                target.reduction)}
-    agreement = None
+    per_model = {role: {"uri": models[role].uri, "digest": digests[role],
+                        **metrics_lib.classification_metrics(labels, p, scored.users,
+                                                             target.reduction)}
+                 for role, p in probs.items()}
+    agreement, consistency = None, None
     if TEACHER in probs:
-        agreement = metrics_lib.rank_agreement(probs[STUDENT], probs[TEACHER], user_ids)
+        agreement = metrics_lib.rank_agreement(probs[STUDENT], probs[TEACHER], scored.users)
         agreement["topk_overlap"] = (metrics_lib.topk_overlap(probs[STUDENT], probs[TEACHER],
-                                                              user_ids, top_k)
-                                     if user_ids is not None
+                                                              scored.users, top_k)
+                                     if scored.users is not None
                                      else {"k": top_k, "mean": None, "users": 0})
+    by_role = (_consistency(probs, scored.sessions, top_k, top_m)
+               if TEACHER in probs and scored.sessions is not None else {})
+    for role, values in per_model.items():
+        values["teacher_topk_recall"] = by_role[role]["recall"] if role in by_role else None
+        values["teacher_ndcg"] = by_role[role]["ndcg"] if role in by_role else None
+    if STUDENT in by_role:
+        consistency = {"session_field": target.session_field, **by_role[STUDENT]}
     verdict = blessing_lib.bless(per_model, threshold_values)
     result = {
         "label_field": target.label_field, "prediction": target.prediction,
         "teacher_prediction": target.teacher_prediction,
-        "uid_field": target.uid_field, "gauc_reduction": target.reduction,
-        "examples": int(labels.shape[0]), "top_k": top_k,
+        "uid_field": target.uid_field, "session_field": target.session_field,
+        "gauc_reduction": target.reduction,
+        "examples": int(labels.shape[0]), "top_k": top_k, "top_m": top_m,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "data_uri": data_uri, "models": per_model, "teacher_student": agreement,
+        "data_uri": data_uri, MODEL_DIGEST_KEY: digests[STUDENT], "models": per_model,
+        "teacher_student": agreement, "teacher_consistency": consistency,
         "kd_gain": (_gain(per_model[STUDENT], per_model[BASELINE])
                     if BASELINE in per_model else None),
         "thresholds": threshold_values, "blessing": verdict.to_dict(),

@@ -205,6 +205,11 @@ def load_exported(uri: str) -> ExportedModel:
             f"({str(error).splitlines()[0][:200]}). "
             f"List their library in {METADATA_FILE} 'custom_ops' (known: "
             f"{sorted(_CUSTOM_OPS_MODULES)}), e.g. [\"ydf\"] for a YDF/GBDT teacher.") from error
+    except (OSError, ValueError) as error:  # TF's words for a corrupt or empty saved_model.pb
+        raise ValueError(
+            f"{filesystems.join(uri, SAVED_MODEL_FILE)}: not a readable SavedModel "
+            f"({str(error).splitlines()[0][:200]}). The file is corrupt or truncated: export "
+            "the model again (recdistill train) or copy the whole export folder again.") from error
     if SERVING_SIGNATURE not in loaded.signatures:
         raise ValueError(f"{uri}: the SavedModel has signatures {sorted(loaded.signatures)} but "
                          f"no {SERVING_SIGNATURE!r}. Export it with recdistill (or add a "

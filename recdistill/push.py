@@ -5,23 +5,37 @@ Layout under a destination ``<URI>`` (local folder or ``gs://bucket/path``)::
     <URI>/1/ saved_model.pb variables/ ... recdistill.json recdistill_push.json
     <URI>/2/ ...
     <URI>/CHAMPION          {"version": 2, "path": "<URI>/2", ...}
+    <URI>/.claims/2.<owner>.json   who took version 2 (host, pid, lease)
 
 TF Serving polls ``<URI>`` and serves the highest integer folder, ignoring other names; it also
 ignores the extra files inside a version. A reader must never see half a version, so:
 
-* local: the copy goes to a hidden sibling ``<URI>/.<version>.push-<random>`` that becomes
+* local: the copy goes to a hidden sibling ``<URI>/.<version>.push-<owner>`` that becomes
   ``<URI>/<version>`` in one ``rename``;
 * gs:// (no rename): the files go straight to ``<URI>/<version>/`` with ``saved_model.pb``
   after every other model file, as TFX's Pusher does, since TF Serving and SavedModel readers
   take that file as the sign a model is there.
 
-Either way ``recdistill_push.json`` (version, source, metrics, time) is written last and is the
-completion marker: :func:`list_versions` and :func:`champion_from` ignore a version without
-it, and the next successful push deletes such leftovers of a killed push. Before the marker is
-written the pushed copy is loaded and must predict the same as the source on a few rows.
+Either way ``recdistill_push.json`` (version, source, digest, metrics, time) is written last and
+is the completion marker: :func:`list_versions` and :func:`champion_from` ignore a version
+without it. Before the marker is written the pushed copy is loaded and must predict the same as
+the source on a few rows (NaN-aware; a model predicting NaN is refused before anything is
+written, even with ``force``).
 
-One pusher per destination at a time (a pipeline runs with max concurrency 1); this module
-does not lock. It does all IO through ``recdistill.data.filesystems`` and never imports kfp.
+Concurrent pushers (pipeline retries, two runs) each get their own version: a pusher writes a
+claim ``.claims/<v>.<owner>.json`` and then lists the claims; it keeps ``v`` only if no other
+claim for ``v`` is there, else it deletes its claim and tries ``v + 1``. Stores list
+consistently after a write (local disk, GCS, S3), so of two pushers the later one to list sees
+the earlier claim, and two that see each other both back off; no store-specific precondition
+is needed. Leftovers of a killed push (a staging folder, a partial gs:// version) are deleted
+by a later push only when their claim's owner is gone: the same host and a dead pid, or a
+lease of :data:`LEASE_S` expired for another host; another pusher's work in progress stays.
+
+A model is only pushed on an evaluation that names it (``metrics.json`` ``model_digest`` equal
+to :func:`recdistill.exported.model_digest` of the model) and whose ``blessed`` follows from
+its own metrics and thresholds; ``force`` overrides the verdict, never the NaN check. Pushing
+the model the latest version already holds (a retried push) writes nothing and returns that
+version. All IO goes through ``recdistill.data.filesystems``; this module never imports kfp.
 """
 
 import dataclasses
@@ -29,20 +43,31 @@ import datetime
 import json
 import logging
 import os
+import random
 import re
 import shutil
+import socket
+import time
 import uuid
 
 import numpy as np
 
-from recdistill import evaluation, exported
+from recdistill import blessing, evaluation, exported
 from recdistill.data import filesystems
 
 logger = logging.getLogger(__name__)
 
 PUSH_METADATA_FILE = "recdistill_push.json"
 CHAMPION_FILE = "CHAMPION"
-_STAGING = re.compile(r"^\.(\d+)\.push-[0-9a-f]+$")
+CLAIMS_DIR = ".claims"
+#: The key of the model's digest in ``metrics.json`` and ``recdistill_push.json``.
+DIGEST_KEY = evaluation.MODEL_DIGEST_KEY
+_STAGING = re.compile(r"^\.(\d+)\.push-([0-9a-f]+)$")
+_CLAIM = re.compile(r"^(\d+)\.([0-9a-f]+)\.json$")
+#: How long a claim from another host protects its push from other pushers' cleanup.
+LEASE_S = 6 * 3600
+#: Claims tried before giving up (each lost one means another pusher took that version).
+_CLAIM_ATTEMPTS = 30
 #: Rows the pushed copy is checked on, synthesised from the serving signature's dtypes.
 _PROBE_ROWS = 8
 
@@ -62,6 +87,8 @@ class PushResult:
       forced: whether ``force`` overrode a missing or negative verdict.
       deleted_versions: older complete versions removed to keep ``keep``.
       metadata: the contents of ``<uri>/recdistill_push.json`` (empty when not pushed).
+      unchanged: True when the latest version already held this model (a retried push):
+        nothing was written and ``version`` is that version.
     """
 
     pushed: bool
@@ -74,6 +101,7 @@ class PushResult:
     forced: bool
     deleted_versions: list
     metadata: dict
+    unchanged: bool = False
 
 
 def check_destination(destination: str) -> str:
@@ -155,7 +183,7 @@ def champion_from(destination: str) -> str | None:
 def _check_writable(destination: str) -> None:
     """Creates ``destination`` if needed and fails early when it cannot be written."""
     if filesystems.is_remote(destination):
-        bucket = "gs://" + destination[len("gs://"):].split("/", 1)[0]
+        bucket = filesystems.bucket_uri(destination)
         if not filesystems.exists(bucket):
             raise ValueError(f"{destination}: bucket {bucket} does not exist or is not "
                              "reachable. Create it or fix the destination.")
@@ -207,41 +235,147 @@ def _probe_columns(model: exported.ExportedModel) -> dict:
     return columns
 
 
-def _verify(source: exported.ExportedModel, pushed_uri: str) -> None:
-    """Loads the pushed copy and checks it predicts what the source predicts."""
-    pushed = exported.load_exported(pushed_uri)
-    columns = _probe_columns(source)
-    expected, actual = source.predict(columns), pushed.predict(columns)
+def _probe_outputs(model: exported.ExportedModel) -> dict:
+    """The model's outputs on the probe rows; a NaN/inf output refuses the model.
+
+    Raises:
+      ValueError: an output is not finite (a NaN model is never pushed, ``force`` or not).
+    """
+    outputs = model.predict(_probe_columns(model))
+    for name, values in outputs.items():
+        values = np.asarray(values)
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"{model.uri}: the model predicts non-finite {name!r} ({values.ravel()[:4]}) on "
+                f"{_PROBE_ROWS} probe rows, so it is not pushed (force does not override "
+                "this). Its weights are NaN/inf: retrain it after checking the training data "
+                "for NaN/inf values.")
+    return outputs
+
+
+def _verify(source: exported.ExportedModel, expected: dict, pushed_uri: str) -> None:
+    """Loads the pushed copy and checks it predicts ``expected``, the source's probe outputs.
+
+    Raises:
+      OSError: the copy predicts differently (the storage did not keep the files intact).
+    """
+    actual = exported.load_exported(pushed_uri).predict(_probe_columns(source))
     for name, values in expected.items():
-        if name not in actual or not np.allclose(values, actual[name], rtol=1e-5, atol=1e-6):
-            raise RuntimeError(f"{pushed_uri}: the pushed copy predicts {name!r} differently from "
-                               f"{source.uri} ({actual.get(name)} vs {values}). Nothing was "
-                               "published; check the destination storage and push again.")
+        if name not in actual or not np.allclose(values, actual[name], rtol=1e-5, atol=1e-6,
+                                                 equal_nan=True):
+            raise OSError(f"{pushed_uri}: the pushed copy predicts {name!r} differently from "
+                          f"{source.uri} ({actual.get(name)} vs {values}). Nothing was "
+                          "published; check the destination storage and push again.")
     logger.info("verified %s: same outputs as the source on %d rows", pushed_uri, _PROBE_ROWS)
 
 
-def _same_location(a: str, b: str) -> bool:
-    if filesystems.is_remote(a) or filesystems.is_remote(b):
-        return a.rstrip("/") == b.rstrip("/")
-    return os.path.realpath(a) == os.path.realpath(b)
+def _consistent_verdict(result: dict, uri: str) -> str | None:
+    """Why ``metrics.json``'s verdict does not follow from its own metrics (None if it does)."""
+    models = result.get("models")
+    if not isinstance(models, dict) or not isinstance(models.get(evaluation.STUDENT), dict):
+        return f"{uri} has no metrics of the {evaluation.STUDENT!r} model"
+    try:
+        thresholds = blessing.parse_thresholds(result.get("thresholds") or {}, uri)
+        recomputed = blessing.bless(models, thresholds).blessed
+    except (ValueError, TypeError, KeyError) as e:
+        return f"{uri}: its thresholds or metrics cannot be checked ({e})"
+    stated = {result[evaluation.BLESSED_KEY], (result.get("blessing") or {}).get("blessed")}
+    if stated != {recomputed}:
+        return (f"{uri} says blessed={result[evaluation.BLESSED_KEY]}, but its own metrics and "
+                f"thresholds give blessed={recomputed}")
+    return None
 
 
-def _verdict(evaluation_dir: str | None, source_uri: str) -> tuple:
-    """(blessed, student metrics, reason) from the evaluation of ``source_uri``.
+def _verdict(evaluation_dir: str | None, digest: str) -> tuple:
+    """(blessed, student metrics, reason) from the evaluation of the model with ``digest``.
 
-    No evaluation, or an evaluation of another model, counts as not blessed.
+    No evaluation, an evaluation of another model (by digest) or one whose verdict does not
+    follow from its metrics counts as not blessed.
     """
     if evaluation_dir is None:
         return None, {}, "no evaluation was given, so the model is not blessed"
     result = evaluation.read_evaluation(evaluation_dir)
-    student = result.get("models", {}).get(evaluation.STUDENT, {})
-    evaluated = student.get("uri")
-    if evaluated and not _same_location(evaluated, source_uri):
-        return False, student, (f"{evaluation_dir} evaluated {evaluated}, not {source_uri}; "
-                                "evaluate this model and pass that evaluation")
+    uri = filesystems.join(evaluation_dir, evaluation.METRICS_FILE)
+    models = result.get("models")
+    student = models.get(evaluation.STUDENT, {}) if isinstance(models, dict) else {}
+    evaluated = result.get(DIGEST_KEY)
+    if evaluated != digest:
+        what = (f"names model {evaluated}" if evaluated else
+                f"names no {DIGEST_KEY} (hand-written or from an older recdistill)")
+        return False, student, (f"{uri} {what}, not this model ({digest}); evaluate this "
+                                "model and pass that evaluation")
+    inconsistent = _consistent_verdict(result, uri)
+    if inconsistent:
+        return False, student, f"{inconsistent}; re-run the evaluation"
     reasons = "; ".join(result.get("blessing", {}).get("reasons", []))
     word = "blessed" if result[evaluation.BLESSED_KEY] else "not blessed"
     return result[evaluation.BLESSED_KEY], student, f"the evaluation says {word}: {reasons}"
+
+
+# ---------------------------------------------------------------- claims and leftovers
+
+
+def _claims(destination: str) -> dict:
+    """version -> owners of the claims for it."""
+    claims = {}
+    for name in _children(filesystems.join(destination, CLAIMS_DIR)):
+        match = _CLAIM.match(name)
+        if match:
+            claims.setdefault(int(match[1]), []).append(match[2])
+    return claims
+
+
+def _claim_uri(destination: str, version: int, owner: str) -> str:
+    return filesystems.join(destination, CLAIMS_DIR, f"{version}.{owner}.json")
+
+
+def _claim_version(destination: str, owner: str) -> int:
+    """Claims the next free version for ``owner``; see the module docstring for why it is safe.
+
+    Raises:
+      OSError: every attempt lost to another pusher.
+    """
+    for attempt in range(_CLAIM_ATTEMPTS):
+        claims = _claims(destination)
+        version = max([0, *_version_names(destination), *claims]) + 1
+        claim = _claim_uri(destination, version, owner)
+        now = time.time()
+        _write_json(claim, {"version": version, "owner": owner, "host": socket.gethostname(),
+                            "pid": os.getpid(), "claimed_at": now, "expires_at": now + LEASE_S})
+        rivals = set(_claims(destination).get(version, [])) - {owner}
+        if not rivals and not filesystems.exists(filesystems.join(destination, str(version))):
+            return version
+        filesystems.delete_tree(claim)
+        logger.info("version %d under %s was taken by another pusher; trying the next",
+                    version, destination)
+        time.sleep(random.uniform(0.0, 0.05 * (attempt + 1)))  # two that met must not meet again
+    raise OSError(f"{destination}: could not claim a version in {_CLAIM_ATTEMPTS} attempts; "
+                  "other pushers took every one. Push again later.")
+
+
+def _alive(claim: dict) -> bool:
+    """Whether a claim's pusher may still be running."""
+    if claim.get("host") == socket.gethostname():
+        try:
+            os.kill(int(claim["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return time.time() < float(claim.get("expires_at", 0))
+
+
+def _owner_alive(destination: str, version: int, owners) -> bool:
+    """Whether any of ``owners``' claims on ``version`` belongs to a pusher still running."""
+    for owner in owners:
+        try:
+            claim = _read_json(_claim_uri(destination, version, owner))
+        except (OSError, ValueError):
+            continue  # no readable claim: from an older recdistill, or already withdrawn
+        if _alive(claim):
+            return True
+    return False
 
 
 def _is_partial(destination: str, name: str, version: int) -> bool:
@@ -257,14 +391,26 @@ def _is_partial(destination: str, name: str, version: int) -> bool:
                 or filesystems.exists(filesystems.join(folder, exported.SAVED_MODEL_FILE)))
 
 
+def _abandoned(destination: str, name: str, version: int, claims: dict) -> bool:
+    """Whether ``name`` is what a killed push left (never another pusher's work in progress)."""
+    staging = _STAGING.match(name)
+    if staging:
+        return not _owner_alive(destination, int(staging[1]), [staging[2]])
+    if _is_partial(destination, name, version):
+        return not _owner_alive(destination, int(name), claims.get(int(name), []))
+    return False
+
+
 def _remove_leftovers(destination: str, version: int, keep: int | None) -> list:
     """Deletes killed pushes' leftovers and, with ``keep``, complete versions beyond the last N.
 
-    Only what recdistill wrote is deleted: its staging folders, its partial gs:// versions and
-    its complete versions; folders other tools put under ``destination`` stay.
+    Only what recdistill wrote is deleted: its abandoned staging folders and partial gs://
+    versions, and its complete versions (with their claims); folders other tools put under
+    ``destination`` stay.
     """
+    claims = _claims(destination)
     for name in _children(destination):
-        if _STAGING.match(name) or _is_partial(destination, name, version):
+        if _abandoned(destination, name, version, claims):
             logger.warning("removing %s/%s, left by an interrupted push", destination, name)
             filesystems.delete_tree(filesystems.join(destination, name))
     if keep is None:
@@ -272,9 +418,43 @@ def _remove_leftovers(destination: str, version: int, keep: int | None) -> list:
     old = list_versions(destination)[:-keep]
     for v in old:
         filesystems.delete_tree(filesystems.join(destination, str(v)))
+        for owner in claims.get(v, []):
+            filesystems.delete_tree(_claim_uri(destination, v, owner))
     if old:
         logger.info("deleted versions %s under %s (keep=%d)", old, destination, keep)
     return old
+
+
+def _set_champion(destination: str, version: int, record: dict, owner: str) -> None:
+    """Points CHAMPION at ``version`` in one atomic write, unless a newer push got there first.
+
+    A concurrent pusher that claimed a higher version and finished first stays the champion
+    (the window between the check and the write is a few milliseconds).
+    """
+    pointer = filesystems.join(destination, CHAMPION_FILE)
+    try:
+        current = int(_read_json(pointer)["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        current = 0
+    if current == version or (current > version and _is_complete(destination, current)):
+        logger.info("%s names version %d already, or a newer one: left as it is", pointer,
+                    current)
+        return
+    if filesystems.is_remote(destination):
+        _write_json(pointer, record)  # an object appears whole when its upload completes
+        return
+    staged = filesystems.join(destination, f".{CHAMPION_FILE}.{owner}")
+    _write_json(staged, record)
+    os.replace(staged, pointer)
+
+
+def _latest_holding(destination: str, digest: str) -> tuple:
+    """(version, metadata) of the latest complete version when it holds ``digest``, else None."""
+    versions = list_versions(destination) if filesystems.exists(destination) else []
+    if not versions:
+        return None
+    metadata = _read_json(filesystems.join(destination, str(versions[-1]), PUSH_METADATA_FILE))
+    return (versions[-1], metadata) if metadata.get(DIGEST_KEY) == digest else None
 
 
 def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None = None,
@@ -284,28 +464,33 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
     Args:
       model_uri: model_dir, export folder or pushed version folder (local or gs://).
       destination: the TF Serving base path (local folder or gs://bucket/path).
-      evaluation_dir: the ``out_dir`` of ``evaluate`` for this model; its ``blessed`` decides.
+      evaluation_dir: the ``out_dir`` of ``evaluate`` for this model; its ``blessed`` decides
+        when its ``model_digest`` names this model and its verdict follows from its metrics.
       keep: keep only the newest ``keep`` versions (>= 1); older ones are deleted after the
         new one is complete. None keeps everything.
       force: push even when not blessed or not evaluated (logged as a warning).
 
     Returns:
       PushResult; ``pushed`` is False (and nothing is written) for a model not blessed
-      without ``force``, as TFX's Pusher does.
+      without ``force``, as TFX's Pusher does. When the latest version already holds this
+      model (same digest), nothing is written and that version is returned (``unchanged``).
 
     Raises:
       ValueError: a malformed or unwritable destination, keep < 1, a model without
-        ``serving_default``, or an unreadable evaluation.
+        ``serving_default``, a model predicting NaN/inf, or an unreadable evaluation.
       FileNotFoundError: no saved_model.pb at ``model_uri``, or no metrics.json in
         ``evaluation_dir``.
-      RuntimeError: the pushed copy predicts differently (it is removed, nothing published).
+      OSError: the pushed copy predicts differently (it is removed, nothing published), or no
+        version could be claimed.
     """
     destination = check_destination(destination)
     if keep is not None and keep < 1:
         raise ValueError(f"keep must be >= 1 (versions to keep), got {keep}.")
     source = exported.load_exported(model_uri)
     source_uri = source.uri
-    blessed, student_metrics, reason = _verdict(evaluation_dir, source_uri)
+    expected = _probe_outputs(source)
+    digest = exported.model_digest(source.local_path)
+    blessed, student_metrics, reason = _verdict(evaluation_dir, digest)
     if not blessed and not force:
         logger.warning("not pushing %s: %s. Pass force=True (--force) to push anyway.",
                        source_uri, reason)
@@ -314,20 +499,33 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
     if not blessed:
         logger.warning("force-pushing %s although %s", source_uri, reason)
     _check_writable(destination)
+    owner = uuid.uuid4().hex
+    held = _latest_holding(destination, digest)
+    if held:
+        version, metadata = held
+        final = filesystems.join(destination, str(version))
+        logger.info("%s already holds %s (%s); nothing to push", final, source_uri, digest)
+        _set_champion(destination, version, {"version": version, "path": final,
+                                             "source": metadata.get("source"),
+                                             "pushed_at": metadata.get("pushed_at")}, owner)
+        return PushResult(True, f"already pushed as version {version}", version, final,
+                          destination, source_uri, blessed, not blessed, [], metadata,
+                          unchanged=True)
 
-    version = (_version_names(destination) or [0])[-1] + 1
+    version = _claim_version(destination, owner)
     final = filesystems.join(destination, str(version))
     staging = final if filesystems.is_remote(destination) else filesystems.join(
-        destination, f".{version}.push-{uuid.uuid4().hex}")
+        destination, f".{version}.push-{owner}")
     metadata = {
         "version": version, "source": source_uri, "destination": destination,
-        "evaluation_dir": evaluation_dir, "blessed": blessed, "forced": not blessed,
-        "metrics": student_metrics, "model_class": source.metadata.get("model_class"),
+        DIGEST_KEY: digest, "evaluation_dir": evaluation_dir, "blessed": blessed,
+        "forced": not blessed, "metrics": student_metrics,
+        "model_class": source.metadata.get("model_class"),
         "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     try:
         copied = _copy_files(source.local_path, staging)
-        _verify(source, staging)
+        _verify(source, expected, staging)
         _write_json(filesystems.join(staging, PUSH_METADATA_FILE), metadata)
         if staging != final:
             os.rename(staging, final)
@@ -335,9 +533,9 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         if filesystems.exists(staging):
             filesystems.delete_tree(staging)
         raise
-    _write_json(filesystems.join(destination, CHAMPION_FILE),
-                {"version": version, "path": final, "source": source_uri,
-                 "pushed_at": metadata["pushed_at"]})
+    _set_champion(destination, version, {"version": version, "path": final,
+                                         "source": source_uri,
+                                         "pushed_at": metadata["pushed_at"]}, owner)
     logger.info("pushed %s to %s (%d bytes); it is the champion now", source_uri, final, copied)
     deleted = _remove_leftovers(destination, version, keep)
     why = f"pushed as version {version}: {reason}" + (" (forced)" if not blessed else "")

@@ -1,10 +1,11 @@
 """The evaluation report: one self-contained HTML page (plots embedded as base64 PNG).
 
 The page shows the blessing verdict and its reasons, a table of every model's metrics, the
-teacher-student agreement, ROC curves of all models on one plot, a calibration (reliability)
-plot and the score distributions of teacher and student. It works offline and as a KFP
-``HTML`` artifact, since nothing is linked. Plots use matplotlib's object API on the Agg
-canvas (no pyplot, no display, no global backend switch).
+teacher-student agreement, the per-session consistency with the teacher's ranking, ROC curves
+of all models on one plot, a calibration (reliability) plot and the score distributions of
+teacher and student. It works offline and as a KFP ``HTML`` artifact, since nothing is linked.
+Plots use matplotlib's object API on the Agg canvas (no pyplot, no display, no global backend
+switch).
 
 This module renders what evaluation computed; it imports only ``recdistill.metrics``.
 """
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 #: Columns of the metrics table, in order, with their headers.
 TABLE_COLUMNS = (("auc", "AUC"), ("gauc", "GAUC"), ("logloss", "logloss"),
                  ("calibration", "calibration"), ("mean_prediction", "mean prediction"),
-                 ("positive_rate", "positive rate"), ("examples", "examples"))
+                 ("positive_rate", "positive rate"), ("examples", "examples"),
+                 ("teacher_topk_recall", "teacher top-k recall"),
+                 ("teacher_ndcg", "NDCG@k vs teacher"))
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -114,8 +117,8 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
       labels: the eval table's 0/1 labels.
       probs_by_model: role (``student``, ``teacher``, ``champion``, ``baseline``) -> predicted
         probabilities, aligned with ``labels``.
-      result: the metrics.json content (``models``, ``teacher_student``, ``kd_gain``,
-        ``blessing``, ``label_field``, ``examples``).
+      result: the metrics.json content (``models``, ``teacher_student``,
+        ``teacher_consistency``, ``kd_gain``, ``blessing``, ``label_field``, ``examples``).
 
     Returns:
       The HTML page as a string.
@@ -139,6 +142,15 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
              f"top-{overlap['k']} overlap per user"],
             [[agreement["spearman"], agreement["kendall"], agreement["spearman_per_user"],
               agreement["kendall_per_user"], overlap["mean"]]])))
+    consistency = result.get("teacher_consistency")
+    if consistency:
+        parts.append(_section(
+            f"Consistency with the teacher's ranking, per {consistency['session_field']}",
+            _table([f"teacher top-{consistency['k']} recall in student top-{consistency['m']}",
+                    "sessions", f"NDCG@{consistency['k']} (teacher scores as gains)",
+                    "sessions"],
+                   [[consistency["recall"], consistency["recall_sessions"],
+                     consistency["ndcg"], consistency["ndcg_sessions"]]])))
     if result.get("kd_gain"):
         gain = result["kd_gain"]
         parts.append(_section("Gain over the baseline (student without kd)", _table(

@@ -1,10 +1,11 @@
-"""Shared fixtures: a GCS emulator, fresh buckets, and the shared data folder.
+"""Shared fixtures: a GCS emulator, an S3 server, fresh buckets, and the shared data folder.
 
-The emulator runs as a subprocess, not in-process: pyarrow's GCS client holds the GIL
+The servers run as subprocesses, not in-process: pyarrow's GCS client holds the GIL
 while it waits for some responses (e.g. ``open_input_file``), which deadlocks against an
 emulator thread in the same interpreter.
 """
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -30,20 +31,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator():
-    """Starts gcp-storage-emulator on loopback; yields its http://host:port URL.
+@contextlib.contextmanager
+def _server(name: str, command: list, port: int, env: dict, server_env: dict | None = None):
+    """Runs ``command`` (a server on 127.0.0.1:port) and sets ``env`` while it is up.
 
-    Sets STORAGE_EMULATOR_HOST (read by google-cloud-storage, Beam's GcsIO and
-    recdistill.data.filesystems) and points credential look-ups at an unused port so
-    they fail fast instead of retrying for ~24 s.
+    ``server_env`` adds variables for the server process only.
     """
-    port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-         "--port", str(port), "--in-memory"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(server_env or {})})
     deadline = time.monotonic() + _EMULATOR_START_TIMEOUT_S
     while True:
         try:
@@ -54,14 +50,8 @@ def gcs_emulator():
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"gcp-storage-emulator did not start on {url}")
+                pytest.fail(f"{name} did not start on {url}")
             time.sleep(0.1)
-    env = {
-        "STORAGE_EMULATOR_HOST": url,
-        "NO_GCE_CHECK": "True",
-        "GCE_METADATA_HOST": f"127.0.0.1:{_free_port()}",
-        "GOOGLE_CLOUD_PROJECT": "test",
-    }
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
@@ -74,6 +64,72 @@ def gcs_emulator():
                 os.environ[key] = value
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """Starts gcp-storage-emulator on loopback; yields its http://host:port URL.
+
+    Sets STORAGE_EMULATOR_HOST (read by google-cloud-storage, Beam's GcsIO and
+    recdistill.data.filesystems) and points credential look-ups at an unused port so
+    they fail fast instead of retrying for ~24 s.
+    """
+    port = _free_port()
+    command = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+               "--port", str(port), "--in-memory"]
+    env = {
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+        "NO_GCE_CHECK": "True",
+        "GCE_METADATA_HOST": f"127.0.0.1:{_free_port()}",
+        "GOOGLE_CLOUD_PROJECT": "test",
+    }
+    with _server("gcp-storage-emulator", command, port, env) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """Starts moto's S3 server on loopback; yields its http://host:port URL.
+
+    Sets the standard AWS variables (endpoint, region, keys) the way a Kubeflow pod gets
+    them for its MinIO, and disables the EC2 metadata look-up so nothing leaves loopback.
+    """
+    port = _free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    with _server("moto S3 server", command, port, env) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server_with_auth():
+    """A second moto S3 server that checks credentials (it knows none, so it refuses all).
+
+    Yields its URL without changing the environment: a test points AWS_ENDPOINT_URL at it.
+    """
+    port = _free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with _server("moto S3 server with auth", command, port, {},
+                 server_env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as url:
+        yield url
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the S3 server, as ``s3://<name>``."""
+    import pyarrow.fs as pafs
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                      scheme="http", endpoint_override=s3_server.split("://", 1)[1],
+                      allow_bucket_creation=True).create_dir(name)
+    return f"s3://{name}"
 
 
 @pytest.fixture

@@ -94,3 +94,28 @@ def test_inline_json_or_yaml_thresholds_as_a_pipeline_parameter():
         "min_auc": 0.6, "max_auc_drop": 0.01}
     with pytest.raises(ValueError, match="inline thresholds: unknown threshold 'auc'"):
         blessing.load_thresholds('{"auc": 0.6}')
+
+
+def test_inline_thresholds_without_the_space_say_how_to_write_them():
+    with pytest.raises(ValueError) as err:
+        blessing.load_thresholds("min_auc:0.7")
+    message = str(err.value)
+    assert "needs a space after ':'" in message
+    assert "'min_auc: 0.7'" in message and '{"min_auc": 0.7}' in message
+    assert blessing._NO_SPACE.match("gs://bucket/thresholds.yaml") is None  # a URI, not YAML
+
+
+def test_teacher_consistency_thresholds_check_the_candidate():
+    student = dict(STUDENT, teacher_topk_recall=0.72, teacher_ndcg=0.95)
+    result = blessing.bless({"student": student},
+                            {"min_teacher_topk_recall": 0.8, "min_teacher_ndcg": 0.9})
+    assert result.blessed is False
+    assert result.reasons == ["min_teacher_topk_recall: teacher_topk_recall 0.72 not >= 0.8."]
+    assert [c.status for c in result.checks] == ["failed", "passed"]
+
+
+def test_consistency_threshold_without_a_teacher_fails_and_says_what_is_needed():
+    result = blessing.bless({"student": dict(STUDENT, teacher_ndcg=None)},
+                            {"min_teacher_ndcg": 0.9})
+    assert result.blessed is False
+    assert "evaluate with a teacher and a session field" in result.reasons[0]

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from recdistill import cli
+from recdistill import cli, exported
 
 
 def _run(capsys, *argv):
@@ -39,6 +39,7 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
     assert verdict["blessed"] is True
     metrics = json.loads((evaluation / "metrics.json").read_text())
     assert set(metrics["models"]) == {"student", "teacher"}
+    assert metrics["model_digest"] == exported.model_digest(str(student_dir))
 
     # Not blessed: nothing pushed, exit 1 with the reason.
     refused = tmp_path / "refused"
@@ -53,11 +54,16 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
                   "--evaluation", evaluation).strip()
     assert pushed == str(tmp_path / "serving" / "1")
     assert os.path.exists(os.path.join(pushed, "saved_model.pb"))
+    retried = _run(capsys, "push", "--model", student_dir, "--destination",
+                   tmp_path / "serving", "--evaluation", evaluation).strip()
+    assert retried == pushed and sorted(os.listdir(tmp_path / "serving")) == [
+        ".claims", "1", "CHAMPION"]
 
 
-def test_pipeline_parameters_must_be_key_value():
-    with pytest.raises(SystemExit, match="'student_config' must look like key=value"):
-        cli.main(["submit", "--host", "http://127.0.0.1:9", "student_config"])
+def test_pipeline_parameters_must_be_key_value(capsys):
+    assert cli.main(["submit", "--host", "http://127.0.0.1:9", "student_config"]) == 2
+    assert "recdistill submit: error: pipeline parameter 'student_config' must look like " \
+        "key=value" in capsys.readouterr().err
 
 
 def test_bad_input_exits_2_with_the_message_not_a_traceback(tmp_path, capsys):
@@ -70,3 +76,87 @@ def test_bad_input_exits_2_with_the_message_not_a_traceback(tmp_path, capsys):
     assert err.startswith("recdistill train: error: ")
     assert f"{bad}:1: model_config.kd[0].temperature must be >= 0, got -1" in err
     assert "Traceback" not in err
+
+
+def _every_action(parser):
+    for action in parser._actions:
+        yield parser.prog, action
+        for sub in getattr(action, "choices", None) or {}:
+            if isinstance(action.choices, dict):
+                yield from _every_action(action.choices[sub])
+
+
+def test_every_flag_has_help_text():
+    actions = list(_every_action(cli.build_parser()))
+    assert {"recdistill push", "recdistill schedule"} <= {prog for prog, _ in actions}
+    missing = [f"{prog} {action.dest}" for prog, action in actions
+               if not (action.help and action.help.strip())]
+    assert missing == []
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--config", "c", "--num-steps", "-5"], "--num-steps: must be >= 0, got -5"),
+    (["train", "--config", "c", "--num-steps", "x"], "'x' is not an integer"),
+    (["push", "--model", "m", "--destination", "d", "--keep", "-1"], "must be >= 0, got -1"),
+    (["soft-labels", "--teacher", "t", "--input", "i", "--output", "o", "--config", "c",
+      "--max-bad-rows-fraction", "1.5"], "must be in [0, 1], got 1.5"),
+])
+def test_bad_flag_values_are_refused_before_anything_runs(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert fragment in capsys.readouterr().err
+
+
+def _bad_config_run(tmp_path, capsys, *flags, env_debug=None, monkeypatch=None):
+    if monkeypatch is not None:
+        monkeypatch.setenv(cli.DEBUG_ENV, env_debug)
+    missing = tmp_path / "no" / "such:student.config"
+    status = cli.main([*flags, "train", "--config", str(missing)])
+    return status, capsys.readouterr().err, missing
+
+
+def test_expected_errors_are_one_line_and_debug_adds_the_traceback(tmp_path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    status, err, missing = _bad_config_run(tmp_path, capsys)
+    assert status == 2
+    assert err == f"recdistill train: error: {missing}: no such config file. Pass an existing " \
+                  "path or the config text itself.\n"
+    for flags, env in (((("--debug",)), None), ((), "1")):
+        status, err, _ = _bad_config_run(tmp_path, capsys, *flags, env_debug=env,
+                                         monkeypatch=monkeypatch if env else None)
+        assert status == 2 and "Traceback (most recent call last)" in err
+        assert err.rstrip().endswith(f"{missing}: no such config file. Pass an existing path "
+                                     "or the config text itself.")
+
+
+def test_debug_is_accepted_after_the_verb_too(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    status = cli.main(["train", "--debug", "--config", str(tmp_path / "missing.config")])
+    assert status == 2 and "Traceback" in capsys.readouterr().err
+
+
+def test_unexpected_errors_keep_their_traceback(monkeypatch):
+    def broken(args):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(cli, "_compile", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main(["compile"])
+
+
+def test_compile_creates_the_output_folder(tmp_path, capsys):
+    output = tmp_path / "new" / "folder" / "pipeline.yaml"
+    assert cli.main(["compile", "--output", str(output)]) == 0
+    assert capsys.readouterr().out.strip() == str(output)
+    assert output.read_text().startswith("# Generated by `recdistill compile`")
+    assert cli.main(["compile", "--output", str(tmp_path)]) == 2
+    assert f"--output {tmp_path} is a folder" in capsys.readouterr().err
+
+
+def test_binary_config_is_named_not_parsed(tmp_path, capsys):
+    binary = tmp_path / "student.config"
+    binary.write_bytes(b"\x1f\x8b\x08\x00gzip bytes")
+    assert cli.main(["train", "--config", str(binary)]) == 2
+    assert f"{binary}: not a text config (binary byte at offset 1)" in capsys.readouterr().err

@@ -292,18 +292,30 @@ def _one_error(tmp_path, old, new, needle, occurrence=0):
     ("loss_weight: 0.5", "loss_weight: -0.5", "loss_weight",
      "model_config.kd[1].loss_weight must be >= 0, got -0.5."),
     ("loss_type: L2_LOSS", "loss_type: CIRCLE_LOSS", "CIRCLE_LOSS",
-     "model_config.kd[1].loss_type must be one of CROSS_ENTROPY_LOSS, L2_LOSS, "
-     "BINARY_CROSS_ENTROPY_LOSS, KL_DIVERGENCE_LOSS, got CIRCLE_LOSS."),
+     "model_config.kd[1].loss_type must be one of L2_LOSS, CROSS_ENTROPY_LOSS, "
+     "PAIRWISE_FOCAL_LOSS, PAIRWISE_LOGISTIC_LOSS, BINARY_CROSS_ENTROPY_LOSS, KL_DIVERGENCE_LOSS, "
+     "PAIRWISE_HINGE_LOSS, LISTWISE_RANK_LOSS, LISTWISE_DISTILL_LOSS, "
+     "LISTWISE_CALIBRATED_DISTILL_LOSS, got CIRCLE_LOSS."),
     ("soft_label_name: 'kd_soft2'", "soft_label_name: 'kd_soft3'", "kd_soft3",
      "model_config.kd[1].soft_label_name must be one of data_config.label_fields, got 'kd_soft3'. "
      "Valid: clk, kd_soft, kd_soft2; add it to label_fields."),
     ("    pred_name: 'logits'\n    loss_type", "    loss_type", "  kd {",
      "model_config.kd[1].pred_name is required, got nothing."),
+    ("  batch_size: 64\n", "  batch_size: 64\n  input_type: OdpsInputV2\n", "OdpsInputV2",
+     "data_config.input_type is not a format recdistill reads, got OdpsInputV2. Use one of "
+     "CSVInput, CSVInputV2, CSVInputEx, ParquetInput, TFRecordInput, BatchTFRecordInput."),
 ])
 def test_semantic_errors_name_file_line_field_value_and_fix(tmp_path, old, new, needle, expected):
     occurrence = 1 if needle == "  kd {" else 0
     prefix, problem = _one_error(tmp_path, old, new, needle, occurrence)
     assert problem.startswith(prefix + expected), problem
+
+
+@pytest.mark.parametrize("input_type", ["CSVInputV2", "CSVInputEx", "BatchTFRecordInput"])
+def test_every_easyrec_type_of_a_supported_format_loads(input_type):
+    cfg = load_config(STUDENT.replace("  batch_size: 64\n",
+                                      f"  batch_size: 64\n  input_type: {input_type}\n"))
+    assert pipeline_pb2.DatasetConfig.InputType.Name(cfg.data_config.input_type) == input_type
 
 
 def test_missing_soft_label_name_points_at_the_kd_block(tmp_path):
@@ -474,15 +486,17 @@ def test_field_lines_follow_nesting_and_repeated_indices():
     assert lines["a"] == 1
 
 
-def test_config_imports_nothing_from_recdistill_but_protos():
+def test_config_imports_nothing_from_recdistill_but_protos_and_kd_rules():
     import subprocess
     import sys
 
     code = ("import sys, recdistill.config; "
-            "print(sorted(m for m in sys.modules if m.startswith('recdistill')))")
+            "print(sorted(m for m in sys.modules if m.startswith('recdistill')), "
+            "'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted(
-        ["recdistill", "recdistill.config", "recdistill.protos", "recdistill.protos.pipeline_pb2"]))
+        ["recdistill", "recdistill.config", "recdistill.kd", "recdistill.kd.params",
+         "recdistill.protos", "recdistill.protos.pipeline_pb2"])) + " False"
 
 
 def test_without_kd_drops_kd_blocks_and_soft_label_fields():

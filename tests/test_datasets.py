@@ -193,7 +193,7 @@ def test_a_soft_label_that_is_not_finite_is_named_with_file_and_row(data, tmp_pa
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(zip(*values.values()))
     with pytest.raises(ValueError, match=r"bad\.csv: soft label column 'kd_soft' has 1 NaN/inf "
-                                         r"value\(s\), first at row 4"):
+                                         r"value\(s\), first at line 5"):
         datasets.check_inputs(str(path), cfg, columns=FEATURES, labels=LABELS)
 
 
@@ -251,3 +251,60 @@ def test_shuffled_parquet_epochs_hold_each_row_once_per_epoch(data, tmp_path):
     in_file_order = [float(np.float32(v)) for v in columns["kd_soft"]]
     assert sorted(labels["kd_soft"].tolist()) == sorted(in_file_order * 2)
     assert labels["kd_soft"][:len(in_file_order)].tolist() != in_file_order
+
+
+@pytest.mark.parametrize("with_soft_labels", [True, False])
+def test_an_eval_table_reads_the_same_with_or_without_its_soft_label_columns(data, tmp_path,
+                                                                              with_soft_labels):
+    """What an EasyRec user evaluates on may carry the soft labels (issue 15.8): read with
+    the full config, asking for no soft label, both layouts give the same rows."""
+    from recdistill.data import tables
+
+    cfg, _, columns = data
+    names = [n for n in columns if with_soft_labels or n != "kd_soft"]
+    path = tmp_path / "eval.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(zip(*(columns[n] for n in names)))
+    features, labels = _collect(datasets.make_dataset(
+        str(path), cfg, columns=FEATURES, labels=["clk"], batch_size=16, shuffle=False,
+        num_epochs=1, optional_fields=["kd_soft"]))
+    assert features["user_id"].astype(str).tolist() == columns["user_id"]
+    np.testing.assert_allclose(features["price"], np.array(columns["price"], np.float32))
+    np.testing.assert_array_equal(labels["clk"], np.array(columns["clk"], np.float32))
+    table = tables.read_table(str(path), cfg.data_config, fields=["position", "clk"],
+                              optional_fields=["kd_soft"])
+    assert table.column("position").to_pylist() == [int(v) for v in columns["position"]]
+    assert table.column("clk").to_pylist() == [int(v) for v in columns["clk"]]
+
+
+def test_a_file_lacking_an_optional_column_that_is_asked_for_names_it(data, tmp_path):
+    from recdistill.data import tables
+
+    cfg, _, columns = data
+    path = tmp_path / "eval.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(zip(*(columns[n] for n in columns if n != "kd_soft")))
+    with pytest.raises(tables.DataError, match=r"eval\.csv: file \(without a header\) has no "
+                                               r"column kd_soft"):
+        tables.read_table(str(path), cfg.data_config, fields=["kd_soft"],
+                          optional_fields=["kd_soft"])
+
+
+def test_session_grouped_batches_keep_each_session_in_one_batch(data, caplog):
+    cfg, shards, columns = data
+    largest = max(columns["user_id"].count(user) for user in set(columns["user_id"]))
+    with caplog.at_level("INFO", logger="recdistill.data.datasets"):
+        dataset = datasets.make_dataset(shards, cfg, columns=["user_id", "position"],
+                                        labels=["kd_soft"], batch_size=largest + 1, shuffle=True,
+                                        num_epochs=1, seed=4, session_column="user_id")
+    batches = [(f["user_id"].numpy().astype(str), l["kd_soft"].numpy()) for f, l in dataset]
+    assert all(len(users) <= largest + 1 for users, _ in batches) and len(batches) > 1
+    seen = {}
+    for index, (users, _) in enumerate(batches):
+        for user in set(users):
+            assert user not in seen, f"session {user} in batches {seen.get(user)} and {index}"
+            seen[user] = index
+    assert sorted(seen) == sorted(set(columns["user_id"]))
+    soft = np.concatenate([values for _, values in batches])
+    assert sorted(soft.tolist()) == sorted(float(np.float32(v)) for v in columns["kd_soft"])
+    assert "of sessions kept whole" in caplog.text and "100.0%" in caplog.text

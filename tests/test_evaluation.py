@@ -44,14 +44,26 @@ def kendall_by_pairs(a, b) -> float:
     return float(np.mean(signs))
 
 
-def topk_share(a, b, users, k) -> float:
+def topk_share(a, b, users, k, m=None) -> float:
+    """Mean over users of |top-k of b ∩ top-m of a| / k (m = k: the symmetric overlap)."""
     shares = []
     for u in np.unique(users):
         rows = np.flatnonzero(users == u)
-        top_a = set(rows[np.argsort(-a[rows])[:k]])
+        top_a = set(rows[np.argsort(-a[rows])[:m or k]])
         top_b = set(rows[np.argsort(-b[rows])[:k]])
         shares.append(len(top_a & top_b) / k)
     return float(np.mean(shares))
+
+
+def mean_ndcg(s, t, users, k) -> float:
+    """Mean over users of NDCG@k of the order of s with t as gains."""
+    values = []
+    for u in np.unique(users):
+        gains = t[users == u]
+        discounts = 1 / np.log2(np.arange(2, k + 2))
+        ideal = (np.sort(gains)[::-1][:k] * discounts).sum()
+        values.append((gains[np.argsort(-s[users == u])][:k] * discounts).sum() / ideal)
+    return float(np.mean(values))
 
 
 # ---------------------------------------------------------------- fixtures
@@ -78,7 +90,7 @@ def full(toy):
     m = toy["models"]
     result = evaluation.evaluate(m["student"], toy["data"], toy["config"], teacher_uri=m["teacher"],
                                  champion_uri=m["champion"], baseline_uri=m["baseline"],
-                                 thresholds=str(thresholds), out_dir=out, top_k=5)
+                                 thresholds=str(thresholds), out_dir=out, top_k=5, top_m=10)
     return result, out
 
 
@@ -117,6 +129,49 @@ def test_teacher_student_agreement_matches_numpy(toy, full):
     assert agreement["users"] == 12
     assert agreement["topk_overlap"] == {"k": 5, "mean": pytest.approx(topk_share(s, t, users, 5)),
                                          "users": 12}
+
+
+def test_consistency_with_the_teacher_per_session_matches_numpy(toy, full):
+    result, out = full
+    t, users = toy["probs"]["teacher"], toy["table"]["user_id"]
+    consistency = result.metrics["teacher_consistency"]
+    assert consistency["session_field"] == "user_id"  # GAUC's uid_field, no kd session_name
+    assert (consistency["k"], consistency["m"]) == (5, 10)
+    assert consistency["recall_sessions"] == consistency["ndcg_sessions"] == 12
+    for role in ("student", "champion", "baseline"):
+        p = toy["probs"][role]
+        model = result.metrics["models"][role]
+        # 2e-3: a float32 tie may swap two rows at the top-k border of one of 12 users.
+        assert model["teacher_topk_recall"] == pytest.approx(topk_share(p, t, users, 5, 10),
+                                                             abs=2e-3)
+        assert model["teacher_ndcg"] == pytest.approx(mean_ndcg(p, t, users, 5), abs=2e-3)
+        assert result.scalars[f"{role}_teacher_ndcg"] == model["teacher_ndcg"]
+    assert result.metrics["models"]["teacher"]["teacher_ndcg"] is None
+    assert consistency["ndcg"] == result.metrics["models"]["student"]["teacher_ndcg"]
+    page = open(os.path.join(out, evaluation.REPORT_FILE)).read()
+    assert "Consistency with the teacher&#x27;s ranking, per user_id" in page
+    assert f"{consistency['ndcg']:.4f}" in page
+
+
+def test_consistency_threshold_blesses_on_the_teacher_ndcg(toy, tmp_path):
+    m = toy["models"]
+    result = evaluation.evaluate(m["student"], toy["data"], toy["config"], teacher_uri=m["teacher"],
+                                 thresholds="min_teacher_ndcg: 0.999\nmin_auc: 0.5",
+                                 out_dir=str(tmp_path / "out"))
+    assert result.blessed is False
+    assert result.reasons[0].startswith("min_teacher_ndcg: teacher_ndcg 0.")
+
+
+def test_metrics_json_names_the_evaluated_model_by_digest(toy, full):
+    from recdistill import exported
+
+    result, _ = full
+    digest = exported.model_digest(toy["models"]["student"])
+    assert digest.startswith("sha256:")
+    assert result.metrics["model_digest"] == digest
+    assert result.metrics["models"]["student"]["digest"] == digest
+    assert result.metrics["models"]["teacher"]["digest"] == exported.model_digest(
+        toy["models"]["teacher"])
 
 
 def test_kd_gain_blessing_and_scalars(full):
@@ -211,7 +266,63 @@ def test_kd_config_reads_the_raw_eval_table_and_the_teacher_via_teacher_pred_nam
         evaluation.evaluate(teacher, data, cfg, out_dir=str(tmp_path / "out2"))
 
 
+def test_eval_table_with_the_soft_label_columns_is_accepted_and_they_are_ignored(toy, tmp_path):
+    # What an EasyRec user has: the kd config's table, soft labels included (last column).
+    table = dict(toy["table"], kd_soft=np.full(300, 0.25))
+    data = tmp_path / "with_soft" / "part-0.csv"
+    data.parent.mkdir()
+    data.write_text("".join(",".join(str(v) for v in row) + "\n"
+                            for row in zip(*(table[c] for c in (*toy_models.COLUMNS, "kd_soft")))))
+    cfg = load_config(toy_models.config_text(teacher_pred_name="logits"))
+    with_soft = evaluation.evaluate(toy["models"]["student"], str(data), cfg,
+                                    out_dir=str(tmp_path / "a"))
+    raw = evaluation.evaluate(toy["models"]["student"], toy["data"], cfg,
+                              out_dir=str(tmp_path / "b"))
+    assert with_soft.metrics["models"]["student"]["auc"] == raw.metrics["models"]["student"]["auc"]
+    assert with_soft.metrics["examples"] == 300
+
+
+def test_out_dir_is_replaced_only_when_it_is_an_earlier_evaluation(toy, tmp_path):
+    user_folder = tmp_path / "mine"
+    user_folder.mkdir()
+    (user_folder / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"mine: exists and is not an earlier evaluation "
+                                              r"output \(it holds notes.txt"):
+        evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                            out_dir=str(user_folder))
+    assert (user_folder / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                            out_dir=str(a_file))
+    earlier = tmp_path / "earlier"
+    (tmp_path / "empty").mkdir()
+    for out in (earlier, earlier, tmp_path / "empty"):  # new, an earlier output, empty
+        evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                            out_dir=str(out))
+    assert sorted(os.listdir(earlier)) == ["_SUCCESS", "metrics.json", "report.html"]
+
+
+def test_config_must_be_loaded(toy, tmp_path):
+    with pytest.raises(TypeError, match="load_config"):
+        evaluation.evaluate(toy["models"]["student"], toy["data"], toy_models.config_text(),
+                            out_dir=str(tmp_path / "out"))
+
+
 # ---------------------------------------------------------------- bad input
+
+
+def test_nan_predictions_name_the_model(toy, tmp_path):
+    broken = toy_models.save_linear(tmp_path / "nan_model", float("nan"))
+    with pytest.raises(ValueError) as err:
+        evaluation.evaluate(toy["models"]["student"], toy["data"], toy["config"],
+                            teacher_uri=broken, out_dir=str(tmp_path / "out"))
+    message = str(err.value)
+    assert broken in message and "(teacher)" in message
+    assert "nan for rows [0, 1, 2, 3, 4]" in message
+    assert toy["data"] in message
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_model_files_name_the_path(toy, tmp_path):
@@ -268,3 +379,56 @@ def test_evaluation_written_to_gcs(toy, gcs_bucket):
     assert result.metrics_uri == f"{out}/{evaluation.METRICS_FILE}"
     assert filesystems.exists(result.report_uri)
     assert evaluation.read_evaluation(out)["blessed"] is True
+
+
+def test_sessions_default_to_the_gauc_uid_field_or_take_session_field():
+    cfg = load_config(toy_models.config_text())
+    assert evaluation._target(cfg).session_field == "user_id"
+    assert evaluation._target(cfg, "x").session_field == "x"
+
+
+def test_streaming_in_small_batches_gives_the_same_metrics(toy, full, tmp_path, monkeypatch):
+    # 300 rows in batches of 7: labels, user ids and scores are stitched across 43 batches.
+    monkeypatch.setattr(evaluation, "PREDICT_BATCH_SIZE", 7)
+    m = toy["models"]
+    streamed = evaluation.evaluate(m["student"], toy["data"], toy["config"],
+                                   teacher_uri=m["teacher"], champion_uri=m["champion"],
+                                   baseline_uri=m["baseline"], out_dir=str(tmp_path / "out"),
+                                   top_k=5, top_m=10)
+    def numbers(tree, prefix=""):
+        """Flat {path: value} of a metrics.json subtree."""
+        if isinstance(tree, dict):
+            return {k: v for key, value in tree.items()
+                    for k, v in numbers(value, f"{prefix}/{key}").items()}
+        return {prefix: tree}
+
+    for key in ("models", "teacher_student", "teacher_consistency", "kd_gain"):
+        got, expected = numbers(streamed.metrics[key]), numbers(full[0].metrics[key])
+        # 1e-4: TF rounds a batch of 7 apart from one of 300, which may tie or split a pair.
+        assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_sessions_come_from_a_kd_block_session_name_when_the_proto_has_loss_param():
+    # Stand-ins for KD blocks of the proto with EasyRec's loss_param oneof (issue 12.1).
+    from types import SimpleNamespace
+
+    class Block:
+        DESCRIPTOR = SimpleNamespace(oneofs_by_name={"loss_param": object()})
+
+        def __init__(self, which, session):
+            self.which = which
+            if which:
+                setattr(self, which, SimpleNamespace(session_name=session))
+
+        def WhichOneof(self, name):
+            assert name == "loss_param"
+            return self.which
+
+    def config(*blocks):
+        return SimpleNamespace(model_config=SimpleNamespace(kd=list(blocks)))
+
+    pointwise, listwise = Block(None, ""), Block("listwise_distill_loss", "request_id")
+    assert evaluation._kd_session_name(config(pointwise, listwise)) == "request_id"
+    assert evaluation._kd_session_name(config(pointwise)) is None
+    pointwise_config = load_config(toy_models.config_text("mean", "logits"))
+    assert evaluation._kd_session_name(pointwise_config) is None

@@ -339,7 +339,7 @@ def test_missing_soft_label_lists_available_labels():
     [
         (
             {"loss_type": pipeline_pb2.CLASSIFICATION},
-            r"loss_type CLASSIFICATION.*valid: CROSS_ENTROPY_LOSS",
+            r"loss_type must be one of .*CROSS_ENTROPY_LOSS.*got CLASSIFICATION",
         ),
         ({"temperature": -1.0}, r"temperature must be >= 0, got -1\.0"),
         ({"loss_type": L2, "scale_by_temperature_squared": True}, r"scale_by_temperature_squared"),

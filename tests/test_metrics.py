@@ -126,3 +126,186 @@ def test_classification_metrics_bundle_without_user_ids():
     assert result["positive_rate"] == 0.5
     assert result["mean_prediction"] == pytest.approx(0.525)
     assert result["examples"] == 4
+
+
+# ------------------------------------------- the vectorised metrics against per-user loops
+# Slow references, kept only here: one scikit-learn / SciPy call per user, as the library did
+# before it was vectorised.
+
+
+def reference_groups(ids):
+    ids = np.asarray(ids)
+    return [np.flatnonzero(ids == u) for u in np.unique(ids)]
+
+
+def reference_gauc(y, s, ids, reduction):
+    from sklearn.metrics import roc_auc_score
+
+    aucs, weights = [], []
+    for rows in reference_groups(ids):
+        if 0 < y[rows].sum() < rows.shape[0]:
+            aucs.append(roc_auc_score(y[rows], s[rows]))
+            weights.append({"mean": 1, "mean_by_sample_num": rows.shape[0],
+                            "mean_by_positive_num": y[rows].sum()}[reduction])
+    return np.average(aucs, weights=weights), len(aucs)
+
+
+def reference_correlations(a, b, ids):
+    from scipy import stats
+
+    values = []
+    for rows in reference_groups(ids):
+        if rows.shape[0] >= 2 and np.ptp(a[rows]) > 0 and np.ptp(b[rows]) > 0:
+            values.append((stats.spearmanr(a[rows], b[rows]).statistic,
+                           stats.kendalltau(a[rows], b[rows]).statistic))
+    return np.array(values)
+
+
+def reference_top(a, b, ids, k, m):
+    """Per user with more than m rows: |top-k of a by row order ties ∩ top-m of b| / k."""
+    shares = []
+    for rows in reference_groups(ids):
+        if rows.shape[0] > m:
+            top_a = rows[np.argsort(-a[rows], kind="stable")[:k]]
+            top_b = rows[np.argsort(-b[rows], kind="stable")[:m]]
+            shares.append(np.intersect1d(top_a, top_b).shape[0] / k)
+    return shares
+
+
+def reference_ndcg(s, t, ids, k):
+    values = []
+    for rows in reference_groups(ids):
+        gains = t[rows]
+        ideal = np.sort(gains)[::-1][:k]
+        discounts = 1 / np.log2(np.arange(2, ideal.shape[0] + 2))
+        if rows.shape[0] < 2 or (ideal * discounts).sum() <= 0:
+            continue
+        got = gains[np.argsort(-s[rows], kind="stable")][:k]
+        values.append((got * discounts).sum() / (ideal * discounts).sum())
+    return values
+
+
+@pytest.fixture(scope="module", params=[0, 1, 2])
+def random_table(request):
+    """Users of 1 to 40 rows (many single-row and one-class users), scores with many ties."""
+    rng = np.random.default_rng(request.param)
+    sizes = rng.choice([1, 1, 2, 3, 5, 12, 40], size=60)
+    ids = np.repeat(rng.permutation(1000)[:60], sizes)
+    shuffle = rng.permutation(ids.shape[0])
+    ids = ids[shuffle]
+    n = ids.shape[0]
+    y = (rng.random(n) < rng.choice([0.0, 0.3, 1.0], size=n)).astype(int)
+    a = rng.integers(0, 6, n) / 5.0  # six values: lots of ties
+    b = np.where(rng.random(n) < 0.5, a, rng.integers(0, 4, n) / 3.0)
+    return y, a, b, ids
+
+
+@pytest.mark.parametrize("reduction", metrics.REDUCTIONS)
+def test_vectorised_gauc_equals_per_user_sklearn(random_table, reduction):
+    y, a, _, ids = random_table
+    expected, users = reference_gauc(y, a, ids, reduction)
+    got = metrics.gauc(y, a, ids, reduction)
+    assert got["value"] == pytest.approx(expected, abs=1e-12)
+    assert got["users"] == users and got["users_total"] == np.unique(ids).shape[0]
+
+
+def test_vectorised_correlations_equal_per_user_scipy(random_table):
+    from scipy import stats
+
+    _, a, b, ids = random_table
+    expected = reference_correlations(a, b, ids)
+    got = metrics.rank_agreement(a, b, ids)
+    assert got["users"] == expected.shape[0] > 10
+    assert got["spearman_per_user"] == pytest.approx(expected[:, 0].mean(), abs=1e-12)
+    assert got["kendall_per_user"] == pytest.approx(expected[:, 1].mean(), abs=1e-12)
+    assert got["spearman"] == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert got["kendall"] == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
+
+
+def test_per_user_kendall_of_one_big_user_with_ties_counts_every_discordant_pair():
+    # 300 rows and 8 levels of the merge: tau-b by scipy on the same rows.
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 30, 300), rng.integers(0, 30, 300)
+    got = metrics.rank_agreement(a, b, np.zeros(300))
+    assert got["kendall_per_user"] == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
+
+
+def test_vectorised_topk_overlap_equals_per_user_loop(random_table):
+    _, a, b, ids = random_table
+    for k in (1, 3, 10):
+        expected = reference_top(a, b, ids, k, k)
+        got = metrics.topk_overlap(a, b, ids, k)
+        assert got["users"] == len(expected)
+        assert got["mean"] == pytest.approx(np.mean(expected), abs=1e-12)
+
+
+def test_teacher_consistency_equals_per_session_loop(random_table):
+    _, s, t, ids = random_table
+    got = metrics.teacher_consistency(s, t, ids, k=3, m=5)
+    recall = reference_top(t, s, ids, 3, 5)
+    ndcg = reference_ndcg(s, t, ids, 3)
+    assert got["recall_sessions"] == len(recall) and got["ndcg_sessions"] == len(ndcg)
+    assert got["recall"] == pytest.approx(np.mean(recall), abs=1e-12)
+    assert got["ndcg"] == pytest.approx(np.mean(ndcg), abs=1e-12)
+
+
+def test_teacher_consistency_by_hand():
+    # One session of 4: teacher order r3 > r2 > r1 > r0; student order r0 > r3 > r2 > r1.
+    teacher = [0.1, 0.2, 0.3, 0.4]
+    student = [0.9, 0.1, 0.2, 0.5]
+    got = metrics.teacher_consistency(student, teacher, [7, 7, 7, 7], k=2, m=3)
+    # Teacher top-2 {r3, r2}; student top-3 {r0, r3, r2}: recall 1.0.
+    assert got["recall"] == 1.0 and got["recall_sessions"] == 1
+    dcg = 0.1 / np.log2(2) + 0.4 / np.log2(3)
+    ideal = 0.4 / np.log2(2) + 0.3 / np.log2(3)
+    assert got["ndcg"] == pytest.approx(dcg / ideal)
+    with pytest.raises(ValueError, match="not its logits"):
+        metrics.teacher_consistency(student, [-1.0, 0.2, 0.3, 0.4], [7] * 4, k=2)
+    with pytest.raises(ValueError, match="1 <= k <= m"):
+        metrics.teacher_consistency(student, teacher, [7] * 4, k=3, m=2)
+
+
+def test_vectorised_global_metrics_equal_sklearn(random_table):
+    from sklearn import calibration as sk_calibration
+    from sklearn import metrics as sk_metrics
+
+    y, a, _, _ = random_table
+    p = np.clip(a, 0.01, 0.99)
+    assert metrics.auc(y, a) == pytest.approx(sk_metrics.roc_auc_score(y, a), abs=1e-12)
+    assert metrics.logloss(y, p) == pytest.approx(sk_metrics.log_loss(y, p), abs=1e-12)
+    fraction, predicted = sk_calibration.calibration_curve(y, p, n_bins=7)
+    curve = metrics.calibration_curve(y, p, n_bins=7)
+    assert curve["fraction_positive"] == pytest.approx(fraction.tolist(), abs=1e-12)
+    assert curve["mean_predicted"] == pytest.approx(predicted.tolist(), abs=1e-12)
+    assert metrics.confusion_matrix(y, p, 0.4)["matrix"] == sk_metrics.confusion_matrix(
+        y, p >= 0.4).tolist()
+
+
+def test_groups_are_shared_across_metrics_and_chunks(random_table, monkeypatch):
+    # Tiny chunks: many chunks of whole groups give the same numbers as one chunk.
+    y, a, b, ids = random_table
+    groups = metrics.group_rows(ids)
+    whole = (metrics.gauc(y, a, groups), metrics.rank_agreement(a, b, groups),
+             metrics.teacher_consistency(a, b, groups, k=2, m=4))
+    monkeypatch.setattr(metrics, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(metrics._chunks, "__defaults__", (7,))
+    chunked = (metrics.gauc(y, a, groups), metrics.rank_agreement(a, b, groups),
+               metrics.teacher_consistency(a, b, groups, k=2, m=4))
+    assert chunked[0]["value"] == pytest.approx(whole[0]["value"], abs=1e-12)
+    assert chunked[1]["kendall_per_user"] == pytest.approx(whole[1]["kendall_per_user"], abs=1e-12)
+    assert chunked[2] == pytest.approx(whole[2])
+
+
+def test_global_kendall_beyond_the_cap_uses_a_seeded_sample(monkeypatch):
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    a = rng.random(2000)
+    b = a + rng.random(2000)
+    monkeypatch.setattr(metrics, "GLOBAL_RANK_MAX_ROWS", 500)
+    sampled = metrics.rank_agreement(a, b)["kendall"]
+    assert sampled == metrics.rank_agreement(a, b)["kendall"]  # seeded
+    assert sampled == pytest.approx(stats.kendalltau(a, b).statistic, abs=0.05)
+    assert sampled != stats.kendalltau(a, b).statistic

@@ -5,16 +5,23 @@ This module owns turning data files into the batches the trainer feeds a model:
 tensor in its serving dtype (string / int64 / float32, the dtypes ``serving_default`` takes)
 and ``labels`` maps each label column (hard and soft) to a float32 ``[B]`` tensor.
 
+The format comes from ``data_config.input_type`` through the registry in
+``recdistill.data.formats``, the same one the Arrow readers (``recdistill.data.tables``) use.
+
 It also checks the data before any step runs (:func:`check_inputs`): every needed column
-exists, label columns are finite, and there is at least one row. A bad file should fail in
-seconds with a message naming the file and the column, not after an hour of training.
+exists, every value parses as its field's type, float features and labels are finite, and
+there is at least one row. The check reads through ``tables`` so a bad file fails in seconds
+with a message naming the file, the line and the column, not after an hour of training (or
+with TensorFlow's "record 86" of some batch of some file).
 
 Speed matters more than elegance here: per-row Python or per-row tf.data work would make
 input the bottleneck. CSV and TFRecord lines are batched first and decoded per batch
 (``tf.io.decode_csv`` / ``tf.io.parse_example`` on ``[B]`` strings), shards are read in
 parallel with ``interleave``, and everything is prefetched. Parquet is read by pyarrow in
 column batches. ``gs://`` inputs are staged locally with ``filesystems.localize`` first,
-because ``tf.io.gfile`` cannot reach every GCS endpoint (e.g. the test emulator).
+because ``tf.io.gfile`` cannot reach every GCS endpoint (e.g. the test emulator). With a
+``session_column`` the needed columns are read into memory and batched whole sessions at a
+time (``recdistill.data.sessions``), for pairwise and listwise kd losses.
 
 Imports ``recdistill.config``, ``recdistill.features`` (serving dtypes and defaults) and the
 rest of ``recdistill.data``; never ``kfp`` or models.
@@ -25,26 +32,27 @@ import os
 from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
+import pyarrow as pa
 import tensorflow as tf
 
 from recdistill import config as config_lib
 from recdistill import features as features_lib
-from recdistill.data import filesystems, tables
+from recdistill.data import filesystems, formats, sessions, tables
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
 
 _DatasetConfig = pipeline_pb2.DatasetConfig
-_CSV_TYPES = (_DatasetConfig.CSVInput, _DatasetConfig.CSVInputV2, _DatasetConfig.CSVInputEx)
-_TFRECORD_TYPES = (_DatasetConfig.TFRecordInput, _DatasetConfig.BatchTFRecordInput)
-_PARQUET_TYPES = (_DatasetConfig.ParquetInput,)
 _BOOL = _DatasetConfig.FieldType.Value("BOOL")
+_FLOATS = (_DatasetConfig.FLOAT, _DatasetConfig.DOUBLE)
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
 def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Iterable[str]],
                  labels: Iterable[str], batch_size: int, shuffle: bool, num_epochs: int,
-                 seed: Optional[int] = None, check: bool = True) -> tf.data.Dataset:
+                 seed: Optional[int] = None, check: bool = True,
+                 optional_fields: Iterable[str] = (),
+                 session_column: str = "") -> tf.data.Dataset:
     """Reads data files into batches of ``(features, labels)`` dicts.
 
     Args:
@@ -58,35 +66,47 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
       shuffle: shuffle shard order and rows (within ``data_config.shuffle_buffer_size`` rows).
       num_epochs: passes over the data; 0 repeats forever.
       seed: shuffle seed, for reproducible runs.
-      check: run :func:`check_inputs` first (one pass over the label columns).
+      check: run :func:`check_inputs` first (one pass over the needed columns).
+      optional_fields: input fields the files may lack, e.g. the soft labels of an eval
+        table that may carry them (what an EasyRec user has) or not: read with the full
+        config, asking for no soft label. Only headerless CSV cares (columns by position).
+      session_column: when set, the input field naming each row's session (e.g. a kd
+        block's ``session_name``): each session's rows go into one batch and ``shuffle``
+        shuffles sessions, not rows (see ``recdistill.data.sessions``). Batches then hold
+        at most ``batch_size`` rows, and the needed columns are held in memory.
 
     Returns:
       A prefetched ``tf.data.Dataset`` of ``({column: [B] tensor}, {label: float32 [B]})``.
 
     Raises:
       FileNotFoundError: ``uri`` matches no data file.
-      ValueError: the data lacks a needed column, a label is NaN/inf, there are no rows,
-        or ``input_type`` is not CSV, Parquet or TFRecord.
+      ValueError: the data lacks a needed column, a label or float feature is NaN/inf, a
+        value does not parse (``tables.DataError``), there are no rows, or ``input_type``
+        is not one ``recdistill.data.formats`` reads.
     """
-    data_config = config.data_config
     names = list(columns)
     labels = list(labels)
+    fmt = formats.of(config.data_config)
+    optional = frozenset(optional_fields)
     files = _local_files(uri)
     if check:
-        _check_files(files, config, columns=names, labels=labels)
-    if data_config.input_type in _CSV_TYPES:
-        reader = _CsvReader(files, config, names, labels)
-    elif data_config.input_type in _TFRECORD_TYPES:
-        reader = _TfRecordReader(files, config, names, labels)
-    elif data_config.input_type in _PARQUET_TYPES:
+        _check_files(files, config, columns=names, labels=labels, optional=optional)
+    if session_column:
+        return _session_dataset(files, config, names, labels, session_column,
+                                batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs,
+                                seed=seed, optional=optional)
+    if fmt is formats.PARQUET:
         return _parquet_dataset(files, config, names, labels, batch_size=batch_size,
                                 shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+    if fmt is formats.CSV:
+        reader = _CsvReader(files, config, names, labels, optional)
     else:
-        raise ValueError(_unsupported_format(data_config))
+        reader = _TfRecordReader(files, config, names, labels)
     return reader.dataset(batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs, seed=seed)
 
 
-def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[str]) -> int:
+def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[str],
+                 optional_fields: Iterable[str] = ()) -> int:
     """Checks data files before training and returns their number of rows.
 
     Args:
@@ -94,6 +114,7 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
       config: the ``EasyRecConfig`` describing them.
       columns: feature columns the model reads.
       labels: label columns (hard and soft).
+      optional_fields: input fields the files may lack (see :func:`make_dataset`).
 
     Returns:
       The total number of rows.
@@ -101,33 +122,27 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
     Raises:
       FileNotFoundError: ``uri`` matches no data file.
       ValueError: a needed column is missing from a file (naming the file, the column, the
-        features that read it and the columns the file has), a label column holds NaN or inf
-        (naming file, column, first bad row and how many), or there are no rows at all.
+        features that read it and the columns the file has), a label or float feature
+        column holds NaN or inf (naming file, column, first bad line or row and how many),
+        or there are no rows at all.
+      tables.DataError: a value does not parse as its field's type, or a file is not in
+        the format ``input_type`` names (naming file, line or row, field and fix).
     """
-    return _check_files(_local_files(uri), config, columns=columns, labels=labels)
+    return _check_files(_local_files(uri), config, columns=columns, labels=labels,
+                        optional=frozenset(optional_fields))
 
 
-def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterable[str]) -> int:
+def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterable[str],
+                 optional: frozenset) -> int:
     columns, labels = list(columns), list(labels)
-    soft = set(config_lib.soft_label_fields(config))
     needed = columns + [name for name in labels if name not in columns]
     rows = 0
     for path in files:
         if os.path.getsize(path) == 0:
             logger.warning("%s is empty", path)
             continue
-        _check_columns(path, config, needed)
-        table = tables.read_table(path, config.data_config, fields=labels)
-        for name in labels:
-            values = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                kind = "soft label" if name in soft else "label"
-                raise ValueError(
-                    f"{path}: {kind} column {name!r} has {bad.size} NaN/inf value(s), first at "
-                    f"row {int(bad[0])} ({values[bad[0]]}). Regenerate the soft labels (check the "
-                    "teacher's outputs) or drop those rows before training.")
-        rows += table.num_rows
+        _check_columns(path, config, needed, optional)
+        rows += _check_values(path, config, needed, labels, optional)
     if rows == 0:
         raise ValueError(f"{', '.join(files)}: no rows to read. Check that the step writing this "
                          "data succeeded and that the path points at the right split.")
@@ -136,46 +151,53 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
     return rows
 
 
+def _check_values(path: str, config, needed: list, labels: list, optional: frozenset) -> int:
+    """Reads every needed column once: each value must parse as its field's type (else
+    ``tables.DataError`` names the line), and float features and labels must be finite.
+
+    Returns:
+      The file's number of rows.
+    """
+    soft = set(config_lib.soft_label_fields(config))
+    checked = [name for name in needed
+               if name in labels or config_lib.input_field(config, name).input_type in _FLOATS]
+    rows = 0
+    bad: dict = {}  # column -> [count, first row number, first value]
+    for numbered in tables.numbered_batches(path, config.data_config, fields=needed,
+                                            optional_fields=optional):
+        rows += numbered.batch.num_rows
+        for name in checked:
+            values = numbered.batch.column(name).to_numpy(zero_copy_only=False)
+            found = np.flatnonzero(~np.isfinite(values.astype(np.float64)))
+            if found.size:
+                entry = bad.setdefault(name, [0, int(numbered.rows[found[0]]), values[found[0]]])
+                entry[0] += found.size
+    if bad:
+        name, (count, row, value) = min(bad.items(), key=lambda item: item[1][1])
+        kind = ("soft label" if name in soft else "label" if name in labels else "feature")
+        fix = ("Regenerate the soft labels (check the teacher's outputs) or drop those rows"
+               if name in soft else "Fix or drop those rows (or fill them with a finite value)")
+        raise ValueError(
+            f"{path}: {kind} column {name!r} has {count} NaN/inf value(s), first at "
+            f"{_row_word(config)} {row} ({value}). {fix} before training.")
+    return rows
+
+
+def _row_word(config) -> str:
+    """How a file's rows are numbered: by line for CSV (header included), else by record."""
+    return "line" if formats.of(config.data_config) is formats.CSV else "row"
+
+
 def _local_files(uri: str) -> list:
     """Expands ``uri`` to data files (FileNotFoundError when none) and stages gs:// ones locally."""
     return [filesystems.localize(f) for f in filesystems.expand(uri)]
 
 
-def _unsupported_format(data_config) -> str:
-    valid = [_DatasetConfig.InputType.Name(t)
-             for t in _CSV_TYPES + _PARQUET_TYPES + _TFRECORD_TYPES]
-    return (f"data_config.input_type {_DatasetConfig.InputType.Name(data_config.input_type)} "
-            f"cannot be read here; valid: {', '.join(valid)}.")
-
-
-def _file_columns(path: str, config) -> list:
-    """The column names a data file actually holds."""
-    data_config = config.data_config
-    if data_config.input_type in _CSV_TYPES:
-        with open(path, "rb") as f:
-            first = f.readline().decode("utf-8").rstrip("\r\n")
-        if not first:
-            return [field.input_name for field in data_config.input_fields]  # empty file
-        values = first.split(data_config.separator)
-        if data_config.with_header:
-            return values
-        return [field.input_name for field in data_config.input_fields][:len(values)]
-    if data_config.input_type in _PARQUET_TYPES:
-        import pyarrow.parquet as pq
-
-        return list(pq.read_schema(path).names)
-    if data_config.input_type in _TFRECORD_TYPES:
-        for record in tf.data.TFRecordDataset(path, _compression(path)).take(1):
-            return list(tf.train.Example.FromString(record.numpy()).features.feature)
-        return [field.input_name for field in data_config.input_fields]  # empty file
-    raise ValueError(_unsupported_format(data_config))
-
-
-def _check_columns(path: str, config, needed: list) -> None:
+def _check_columns(path: str, config, needed: list, optional: frozenset) -> None:
     """Raises ValueError naming the file, the missing columns and the features reading them."""
     for name in needed:
         config_lib.input_field(config, name)  # the column must at least be declared
-    available = _file_columns(path, config)
+    available, note = tables.file_columns(path, config.data_config, optional)
     missing = [name for name in needed if name not in available]
     if not missing:
         return
@@ -189,15 +211,12 @@ def _check_columns(path: str, config, needed: list) -> None:
         else f"{name!r} (a label)" if name in labels else repr(name) for name in missing)
     raise ValueError(f"{path}: column(s) {described} missing from the data; the file has "
                      f"{available}. Add the column to the data, or remove the feature from the "
-                     "config (and from its feature groups).")
-
-
-def _compression(path: str) -> str:
-    return "GZIP" if path.endswith(".gz") else ""
+                     "config (and from its feature groups)." + (f" {note}" if note else ""))
 
 
 def _tf_compression(path: tf.Tensor) -> tf.Tensor:
-    """:func:`_compression` for a path tensor inside ``interleave``."""
+    """GZIP for a path tensor ending in ``.gz`` (as the Arrow readers decide), inside
+    ``interleave``."""
     return tf.where(tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", "")
 
 
@@ -238,27 +257,30 @@ class _LineReader:
 class _CsvReader(_LineReader):
     """CSV shards: ``tf.io.decode_csv`` on whole batches of lines, only the needed columns."""
 
-    def __init__(self, files, config, columns, labels):
+    def __init__(self, files, config, columns, labels, optional: frozenset):
         super().__init__(files, config, columns, labels)
         data_config = config.data_config
         if len(data_config.separator) != 1:
             raise ValueError(f"data_config.separator must be one character for CSV input, got "
                              f"{data_config.separator!r}.")
-        order = (self._header(files, config) if data_config.with_header
-                 else [field.input_name for field in data_config.input_fields])
+        order = self._layout(files, data_config, optional)
         wanted = set(columns) | set(labels)
         self._selected = [(index, name) for index, name in enumerate(order) if name in wanted]
         self._defaults = [self._record_default(name) for _, name in self._selected]
 
     @staticmethod
-    def _header(files, config) -> list:
-        """The shared header of all shards (columns are selected by position)."""
-        headers = {path: _file_columns(path, config) for path in files
+    def _layout(files, data_config, optional: frozenset) -> list:
+        """The column names all shards share (columns are selected by position)."""
+        csv_format = formats.CSV.module
+        layouts = {path: csv_format.column_names(path, data_config, optional) for path in files
                    if os.path.getsize(path) > 0}
-        first_path, first = next(iter(headers.items()), (files[0], []))
-        for path, header in headers.items():
-            if header != first:
-                raise ValueError(f"{path}: header {header} differs from {first_path}'s {first}. "
+        if not layouts:
+            return [field.input_name for field in data_config.input_fields]
+        first_path, first = next(iter(layouts.items()))
+        what = "header" if data_config.with_header else "columns"
+        for path, layout in layouts.items():
+            if layout != first:
+                raise ValueError(f"{path}: {what} {layout} differs from {first_path}'s {first}. "
                                  "Write every shard with the same columns in the same order.")
         return first
 
@@ -318,15 +340,9 @@ class _TfRecordReader(_LineReader):
 
 def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed):
     """Parquet shards read by pyarrow in column batches (no per-row work)."""
-    dtypes = {name: features_lib.serving_dtype(config_lib.input_field(config, name).input_type)
-              for name in columns}
+    dtypes = _feature_dtypes(config, columns)
     fields = list(dict.fromkeys(columns + labels))
     window = batch_size * max(1, -(-config.data_config.shuffle_buffer_size // batch_size))
-
-    def to_numpy(batch, name, dtype):
-        # tables.iter_batches already filled empty values with the field's default.
-        values = batch.column(name).to_numpy(zero_copy_only=False)
-        return values.astype(object) if dtype == tf.string else values.astype(dtype.as_numpy_dtype)
 
     def batches():
         rng = np.random.default_rng(seed)
@@ -338,8 +354,8 @@ def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num
                 for batch in tables.iter_batches(files[index], config.data_config,
                                                  batch_size=window if shuffle else batch_size,
                                                  fields=fields):
-                    features = {n: to_numpy(batch, n, d) for n, d in dtypes.items()}
-                    targets = {n: to_numpy(batch, n, tf.float32) for n in labels}
+                    features = {n: _to_numpy(batch, n, d) for n, d in dtypes.items()}
+                    targets = {n: _to_numpy(batch, n, tf.float32) for n in labels}
                     rows = np.arange(batch.num_rows)
                     if shuffle:
                         rows = rng.permutation(batch.num_rows)
@@ -348,6 +364,55 @@ def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num
                         yield ({n: v[take] for n, v in features.items()},
                                {n: v[take] for n, v in targets.items()})
 
-    signature = ({n: tf.TensorSpec([None], d) for n, d in dtypes.items()},
-                 {n: tf.TensorSpec([None], tf.float32) for n in labels})
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(_AUTOTUNE)
+    return tf.data.Dataset.from_generator(
+        batches, output_signature=_signature(dtypes, labels)).prefetch(_AUTOTUNE)
+
+
+def _session_dataset(files, config, columns, labels, session_column, *, batch_size, shuffle,
+                     num_epochs, seed, optional):
+    """The needed columns of all files in memory, batched whole sessions at a time."""
+    dtypes = _feature_dtypes(config, columns)
+    fields = list(dict.fromkeys(columns + labels + [session_column]))
+    table = pa.concat_tables(tables.read_table(path, config.data_config, fields=fields,
+                                               optional_fields=optional) for path in files)
+    features = {n: _to_numpy(table, n, d) for n, d in dtypes.items()}
+    targets = {n: _to_numpy(table, n, tf.float32) for n in labels}
+    ids = table.column(session_column).to_numpy(zero_copy_only=False)
+    plan = sessions.session_batches(ids, batch_size,
+                                    np.random.default_rng(seed) if shuffle else None)
+    logger.info("Session-grouped batches on %r: %d sessions in %d batches, %.1f pairs per "
+                "batch, %.1f%% of sessions kept whole", session_column, plan.sessions,
+                len(plan.batches), plan.pairs_per_batch, 100 * plan.kept_whole)
+    if plan.split_sessions:
+        logger.warning("%d of %d sessions have more rows than batch_size %d and are split over "
+                       "batches (pairs across the pieces are lost); raise batch_size to keep "
+                       "them whole", plan.split_sessions, plan.sessions, batch_size)
+
+    def batches():
+        rng = np.random.default_rng(seed)
+        epoch = 0
+        while num_epochs == 0 or epoch < num_epochs:
+            epoch += 1
+            packed = sessions.session_batches(ids, batch_size, rng if shuffle else None)
+            for take in packed.batches:
+                yield ({n: v[take] for n, v in features.items()},
+                       {n: v[take] for n, v in targets.items()})
+
+    return tf.data.Dataset.from_generator(
+        batches, output_signature=_signature(dtypes, labels)).prefetch(_AUTOTUNE)
+
+
+def _feature_dtypes(config, columns) -> dict:
+    return {name: features_lib.serving_dtype(config_lib.input_field(config, name).input_type)
+            for name in columns}
+
+
+def _signature(dtypes: dict, labels: list) -> tuple:
+    return ({n: tf.TensorSpec([None], d) for n, d in dtypes.items()},
+            {n: tf.TensorSpec([None], tf.float32) for n in labels})
+
+
+def _to_numpy(batch, name: str, dtype: tf.DType) -> np.ndarray:
+    """A typed column (defaults already filled by ``tables``) as the numpy a tensor takes."""
+    values = batch.column(name).to_numpy(zero_copy_only=False)
+    return values.astype(object) if dtype == tf.string else values.astype(dtype.as_numpy_dtype)

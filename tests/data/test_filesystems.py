@@ -1,18 +1,25 @@
-"""Tests for recdistill.data.filesystems, locally and on gcp-storage-emulator."""
+"""Tests for recdistill.data.filesystems: locally, on gcp-storage-emulator and on moto's S3."""
 
+import datetime
 import os
+import time
 
 import pytest
 
 from recdistill.data import filesystems as fsys
 
 
-@pytest.fixture(params=["local", "gcs"])
+@pytest.fixture(params=["local", "gcs", "s3", "minio"])
 def root(request, tmp_path):
-    """A fresh folder URI, once on local disk and once in an emulator bucket."""
+    """A fresh folder URI on local disk, in a GCS emulator bucket and in an S3 bucket.
+
+    ``minio://`` is the S3 API under the scheme Kubeflow's bundled store gives artifacts.
+    """
     if request.param == "local":
         return str(tmp_path / "root")
-    return request.getfixturevalue("gcs_bucket") + "/root"
+    if request.param == "minio":
+        return request.getfixturevalue("s3_bucket").replace("s3://", "minio://") + "/root"
+    return request.getfixturevalue(f"{request.param}_bucket") + "/root"
 
 
 def _write(uri: str, data: bytes) -> None:
@@ -165,7 +172,7 @@ def test_join_and_is_remote():
     ("gs:///x", "bucket name"),
     ("gs://Bad_Bucket/x", "bucket name"),
     ("gs://bkt//x", "empty path component"),
-    ("s3://bkt/x", "unsupported scheme"),
+    ("ftp://bkt/x", "unsupported scheme"),
 ])
 def test_malformed_uris_are_rejected(uri, message):
     with pytest.raises(ValueError, match=message):
@@ -175,3 +182,145 @@ def test_malformed_uris_are_rejected(uri, message):
 def test_delete_tree_refuses_a_bucket(gcs_bucket):
     with pytest.raises(ValueError, match="whole bucket"):
         fsys.delete_tree(gcs_bucket)
+
+
+def test_glob_wildcards_never_match_hidden_or_temporary_folders(root):
+    """A killed job's `.tmp-<name>-<hex>/` of complete-looking shards must not be read."""
+    for rel in ["out/a/part-0.csv", "out/.tmp-a-0123456789ab/part-0.csv", "out/_tmp/part-0.csv",
+                "out/b/.part-1.csv", "out/b/part-1.csv"]:
+        _write(fsys.join(root, *rel.split("/")), b"x")
+    assert fsys.expand(fsys.join(root, "out", "*", "*.csv")) == [
+        fsys.join(root, "out", "a", "part-0.csv"), fsys.join(root, "out", "b", "part-1.csv")]
+    assert fsys.expand(fsys.join(root, "out", "?", "part-?.csv")) == [
+        fsys.join(root, "out", "a", "part-0.csv"), fsys.join(root, "out", "b", "part-1.csv")]
+    # Named explicitly, a hidden folder is the user's choice.
+    assert fsys.expand(fsys.join(root, "out", ".tmp-*", "*.csv")) == [
+        fsys.join(root, "out", ".tmp-a-0123456789ab", "part-0.csv")]
+    assert fsys.expand(fsys.join(root, "out", "_tmp", "*.csv")) == [
+        fsys.join(root, "out", "_tmp", "part-0.csv")]
+
+
+def test_atomic_dir_with_replaces_refuses_a_folder_it_did_not_write(root):
+    final = fsys.join(root, "mine")
+    for name, data in [("input.csv", b"1,2"), ("student.config", b"cfg"), ("notes.txt", b"n")]:
+        _write(fsys.join(final, name), data)
+    entered = []
+    with pytest.raises(FileExistsError) as err:
+        with fsys.atomic_dir(final, replaces=("stats.json",)):
+            entered.append(True)
+    message = str(err.value)
+    assert message.startswith(f"{final}: already exists and is not an earlier output")
+    assert "lacks _SUCCESS, stats.json" in message and "3 entries" in message
+    assert "Choose a new or empty folder" in message
+    assert not entered  # refused before the expensive part
+    assert fsys.listdir(final) == ["input.csv", "notes.txt", "student.config"]
+    assert _read(fsys.join(final, "notes.txt")) == b"n"
+    assert fsys.listdir(root) == ["mine"]  # no staging left behind
+
+
+def test_atomic_dir_with_replaces_replaces_its_own_output_or_an_empty_folder(root):
+    final = fsys.join(root, "labels")
+    fsys.makedirs(final)
+    for version in (b"1", b"2"):
+        with fsys.atomic_dir(final, replaces=("stats.json",)) as tmp:
+            _write(fsys.join(tmp, "stats.json"), version)
+    assert _read(fsys.join(final, "stats.json")) == b"2"
+    # Without the producer's own marker it is not "its" output, even with _SUCCESS.
+    other = fsys.join(root, "other")
+    with fsys.atomic_dir(other) as tmp:
+        _write(fsys.join(tmp, "metrics.json"), b"{}")
+    with pytest.raises(FileExistsError, match="lacks stats.json"):
+        with fsys.atomic_dir(other, replaces=("stats.json",)):
+            pass
+
+
+def test_atomic_dir_refuses_a_file(root):
+    final = fsys.join(root, "afile")
+    _write(final, b"x")
+    with pytest.raises(FileExistsError, match="is a file, not an output folder"):
+        with fsys.atomic_dir(final):
+            pass
+    assert _read(final) == b"x"
+
+
+def test_live_staging_is_kept_and_a_dead_one_removed(tmp_path):
+    """Locally the staging folder's .lock is flock-ed: held means a live run."""
+    final = str(tmp_path / "out")
+    with fsys.atomic_dir(final) as live:
+        with fsys.atomic_dir(final) as other:
+            _write(os.path.join(other, "x"), b"1")
+        assert os.path.isdir(live)  # the other run's cleanup left the live one alone
+    dead = tmp_path / ".tmp-out-0123456789ab"  # a killed run: lock file, nobody holds it
+    dead.mkdir()
+    (dead / "part-0.csv").write_bytes(b"x")
+    (tmp_path / ".tmp-out-0123456789ab.lock").write_bytes(b"")
+    young = tmp_path / ".tmp-out-ba9876543210"  # no lock (an older version): judged by age
+    young.mkdir()
+    (young / "part-0.csv").write_bytes(b"x")
+    old = tmp_path / ".tmp-out-aaaaaaaaaaaa"
+    old.mkdir()
+    (old / "part-0.csv").write_bytes(b"x")
+    long_ago = time.time() - fsys.STALE_AFTER.total_seconds() - 60
+    os.utime(old / "part-0.csv", (long_ago, long_ago))
+    unrelated = tmp_path / ".tmp-outer-0123456789ab"  # another output's staging
+    unrelated.mkdir()
+    with fsys.atomic_dir(final) as tmp:
+        _write(os.path.join(tmp, "y"), b"2")
+    assert sorted(os.listdir(tmp_path)) == [
+        ".tmp-out-ba9876543210", ".tmp-outer-0123456789ab", "out"]
+
+
+def test_remote_stale_staging_is_removed_after_stale_after(root, monkeypatch):
+    final = fsys.join(root, "out")
+    stale = fsys.join(root, ".tmp-out-0123456789ab")
+    _write(fsys.join(stale, "part-0.csv"), b"x")
+    if fsys.is_remote(root):  # as a killed run leaves it (locally a lock nobody holds is dead)
+        _write(stale + ".lock", b"{}")
+    with fsys.atomic_dir(final) as tmp:
+        _write(fsys.join(tmp, "a"), b"1")
+    assert fsys.exists(stale)  # just written: could be a live run on another machine
+    monkeypatch.setattr(fsys, "STALE_AFTER", datetime.timedelta(0))
+    with fsys.atomic_dir(final) as tmp:
+        _write(fsys.join(tmp, "a"), b"2")
+    assert fsys.listdir(root) == ["out"]
+
+
+def test_a_lock_left_without_its_folder_is_removed(tmp_path):
+    (tmp_path / ".tmp-out-0123456789ab.lock").write_bytes(b"")
+    with fsys.atomic_dir(str(tmp_path / "out")) as tmp:
+        _write(os.path.join(tmp, "a"), b"1")
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_local_shards_keeps_at_most_two_shards_on_disk(root, tmp_path):
+    uris = [fsys.join(root, "t", f"part-{i}.csv") for i in range(4)]
+    for i, uri in enumerate(uris):
+        _write(uri, f"row {i}\n".encode())
+    local_file = str(tmp_path / "local.csv")
+    with open(local_file, "wb") as f:
+        f.write(b"local\n")
+    seen, on_disk = [], []
+    for path in fsys.local_shards(fsys.expand(fsys.join(root, "t")) + [local_file]):
+        with open(path, "rb") as f:
+            seen.append(f.read())
+        if fsys.is_remote(root) and path != local_file:
+            on_disk.append(len(os.listdir(os.path.dirname(path))))
+    assert seen == [b"row 0\n", b"row 1\n", b"row 2\n", b"row 3\n", b"local\n"]
+    if fsys.is_remote(root):
+        assert 1 <= max(on_disk) <= 2
+    assert os.path.exists(local_file)  # a local input is never deleted
+
+
+def test_local_shards_cleans_up_when_closed_early(s3_bucket):
+    uris = [f"{s3_bucket}/t/part-{i}.csv" for i in range(3)]
+    for uri in uris:
+        _write(uri, b"x\n")
+    shards = fsys.local_shards(uris)
+    first = next(shards)
+    folder = os.path.dirname(first)
+    shards.close()
+    assert not os.path.exists(folder)
+    with pytest.raises(ValueError, match="ahead=0"):
+        next(fsys.local_shards(uris, ahead=0))
+    with pytest.raises(FileNotFoundError, match="absent.csv"):
+        list(fsys.local_shards(uris[:1] + [f"{s3_bucket}/t/absent.csv"]))

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf import text_format
 
 from recdistill.data import filesystems as fsys
-from recdistill.data import tables
+from recdistill.data import csv_format, tables
 from recdistill.protos import pipeline_pb2
 
 FIELDS = """
@@ -84,6 +84,15 @@ def test_iter_batches_streams_exact_sizes_with_fields(root, input_type):
     assert ts == EXPECTED["ts"] * 5
 
 
+@pytest.mark.parametrize("input_type", ["CSVInputV2", "CSVInputEx", "BatchTFRecordInput"])
+def test_every_easyrec_input_type_of_a_format_reads_and_writes_as_that_format(tmp_path,
+                                                                             input_type):
+    config = _config(input_type)
+    written = tables.write_table(_table(), str(tmp_path), config)
+    assert written.endswith(".csv" if "CSV" in input_type else ".tfrecord.gz")
+    assert tables.read_table(str(tmp_path), config).to_pydict() == EXPECTED
+
+
 def test_tfrecord_is_readable_by_tensorflow(tmp_path):
     import tensorflow as tf
 
@@ -92,8 +101,12 @@ def test_tfrecord_is_readable_by_tensorflow(tmp_path):
     example = tf.train.Example.FromString(records[0].numpy())
     assert example.features.feature["user"].bytes_list.value == [b"u1"]
     assert example.features.feature["ts"].int64_list.value == [2**40]
-    # Nulls are absent features.
-    assert "user" not in tf.train.Example.FromString(records[1].numpy()).features.feature
+    # Nulls are features without a value, which tf.io.parse_example reads as its default.
+    second = tf.train.Example.FromString(records[1].numpy()).features.feature
+    assert "user" not in second or second["user"].WhichOneof("kind") is None
+    parsed = tf.io.parse_example([r.numpy() for r in records],
+                                 {"user": tf.io.FixedLenFeature([], tf.string, "anon")})
+    assert parsed["user"].numpy().tolist() == [b"u1", b"anon", b'u,3 "q"']
 
 
 def test_reads_uncompressed_tfrecord_written_by_tensorflow(tmp_path):
@@ -146,7 +159,7 @@ def test_wrong_column_count_names_the_row(tmp_path):
 
 
 def test_row_numbers_stay_exact_across_csv_blocks(tmp_path, monkeypatch):
-    monkeypatch.setattr(tables, "_CSV_BLOCK_BYTES", 64)  # many blocks
+    monkeypatch.setattr(csv_format, "_BLOCK_BYTES", 64)  # many blocks
     lines = ["1,a,1,1,1,1"] * 60
     lines[9] = "1,a,1"  # skipped by the parser, shifts later rows
     lines[19] = ""  # blank line, not a row
