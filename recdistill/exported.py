@@ -18,14 +18,13 @@ This module must not import ``kfp``.
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 from typing import Any, Mapping
 
 import numpy as np
 
-from recdistill.data import filesystems
+from recdistill.data import filesystems, json_files
 
 logger = logging.getLogger(__name__)
 
@@ -47,17 +46,12 @@ def export_dir(model_dir: str) -> str:
 
 def write_metadata(path: str, metadata: Mapping[str, Any]) -> None:
     """Writes ``recdistill.json`` into the export folder ``path``."""
-    with filesystems.open_output(filesystems.join(path, METADATA_FILE)) as f:
-        f.write(json.dumps(metadata, indent=2, sort_keys=True, default=str).encode())
+    json_files.write_json(filesystems.join(path, METADATA_FILE), dict(metadata))
 
 
 def read_metadata(path: str) -> dict:
     """Reads ``recdistill.json`` of the export folder ``path`` (empty dict when absent)."""
-    uri = filesystems.join(path, METADATA_FILE)
-    if not filesystems.exists(uri):
-        return {}
-    with filesystems.open_input(uri) as f:
-        return json.loads(f.read())
+    return json_files.read_json(filesystems.join(path, METADATA_FILE), default={})
 
 
 #: The files that make up the model proper; the digest leaves out metadata written beside them

@@ -77,6 +77,15 @@ def generate_soft_labels(teacher_uri: str, config_uri: str, input_uri: str, outp
                                     max_bad_rows_fraction=max_bad_rows_fraction)
 
 
+def soft_label_metrics(stats: dict) -> dict:
+    """The soft-label job's stats as flat scalars for a KFP Metrics artifact: rows, and per
+    soft-label column the teacher's AUC, eval AUC and their gap, and the leak guard's
+    ``soft_labels_repeat_clicks`` (``recdistill.soft_labels.stats.metric_scalars``)."""
+    from recdistill.soft_labels import stats as stats_lib
+
+    return stats_lib.metric_scalars(stats)
+
+
 def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
              teacher_uri: str = "", champion_uri: str = "", baseline_uri: str = "",
              thresholds: str = "", report_copy: str = ""):

@@ -13,7 +13,8 @@ The export is written inside ``filesystems.atomic_dir(export_path)``, so a reade
 a half-written export; for ``gs://`` it is written to a local folder first and copied, so
 no ``tf.io.gfile`` access to the bucket is needed (it cannot reach the GCS emulator).
 
-Imports: models, ``recdistill.exported`` and ``recdistill.data.filesystems`` (this module is
+Imports: models, ``recdistill.exported``, ``recdistill.outputs`` and
+``recdistill.data.filesystems`` (this module is
 the models' only door to storage); never ``kfp``.
 """
 
@@ -25,7 +26,7 @@ import keras
 import tensorflow as tf
 
 import recdistill
-from recdistill import exported
+from recdistill import exported, outputs
 from recdistill import features as features_lib
 from recdistill.data import filesystems
 
@@ -83,7 +84,9 @@ def export_model(model: keras.Model, export_path: str, metadata: Mapping[str, An
       ``export_path``.
 
     Raises:
-      ValueError: ``model`` lacks the attributes above or reads no input column.
+      ValueError: ``model`` lacks the attributes above, reads no input column, or has a
+        logits/probs output without its twin (soft labels and evaluation convert between
+        the two, see ``recdistill.outputs``).
     """
     missing = [a for a in ("input_columns", "prediction_names", "pipeline_config")
                if not hasattr(model, a)]
@@ -93,6 +96,13 @@ def export_model(model: keras.Model, export_path: str, metadata: Mapping[str, An
     if not model.input_columns:
         raise ValueError(f"export_model: {type(model).__name__} reads no input columns; check "
                          "its feature groups.")
+    unpaired = outputs.unpaired(model.prediction_names)
+    if unpaired:
+        raise ValueError(
+            f"export_model: {type(model).__name__} outputs {unpaired} without their twin "
+            f"(every logits<suffix> needs probs<suffix> and back; outputs: "
+            f"{sorted(model.prediction_names)}). Name each head's pair with "
+            "recdistill.outputs.output_name.")
     if not model.built:
         model(_dummy_batch(model.input_columns), training=False)
     full_metadata = dict(metadata)

@@ -5,8 +5,10 @@ A :class:`TeacherModelHandler` is a small picklable recipe (the export's URI and
 :func:`recdistill.exported.load_exported`, which imports the custom ops a teacher needs (YDF's
 for a GBDT teacher) before reading the graph; ``run_inference`` takes whole columnar batches
 (``pyarrow.RecordBatch``) and calls the model once per batch, because per-row overhead, not
-the model, dominates Beam inference on small rows. The handler works in Beam's
-``RunInference`` and inside the soft-label job's own per-shard DoFn alike.
+the model, dominates Beam inference on small rows. It keeps to Beam's ModelHandler contract
+(``load_model``, ``run_inference``, ``batch_elements_kwargs``): the job runs it through
+``RunInference`` (transforms.ScoreWithTeacher), which owns batching, sharing the loaded model
+and metrics; dead letters are the job's transforms' business.
 
 :class:`SoftLabelSpec` says, for one kd block, which teacher output fills which column and
 whether to convert between logits and probabilities; :func:`soft_label_specs` builds and checks
@@ -23,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from recdistill import exported
+from recdistill import exported, outputs
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
@@ -33,10 +35,8 @@ DEFAULT_BATCH_SIZE = 65536
 
 METRICS_NAMESPACE = "recdistill_soft_labels"
 
-LOGITS = "logits"
-PROBS = "probs"
 RAW = "raw"
-"""What a teacher output holds, from its name: ``logits*``, ``probs*`` or anything else."""
+"""The kind of a teacher output that is neither logits nor probs (``recdistill.outputs.kind``)."""
 
 _PROB_EPSILON = 1e-7
 """Probabilities are clipped to [eps, 1 - eps] before taking logits, so 0 and 1 stay finite."""
@@ -147,7 +147,7 @@ class SoftLabelSpec:
     Attributes:
       column: the soft-label column (kd.soft_label_name).
       teacher_output: the teacher output it is taken from (kd.teacher_pred_name or pred_name).
-      teacher_kind: LOGITS, PROBS or RAW (neither; copied unchanged).
+      teacher_kind: outputs.LOGITS, outputs.PROBS or RAW (neither; copied unchanged).
       as_logits: write logits (kd.label_is_logits) rather than probabilities.
       dtype: numpy dtype of the column (FLOAT -> float32, DOUBLE -> float64).
     """
@@ -175,9 +175,9 @@ class SoftLabelSpec:
         from scipy import special
 
         values = values.astype(np.float64)
-        if self.teacher_kind == LOGITS and not self.as_logits:
+        if self.teacher_kind == outputs.LOGITS and not self.as_logits:
             values = special.expit(values)
-        elif self.teacher_kind == PROBS and self.as_logits:
+        elif self.teacher_kind == outputs.PROBS and self.as_logits:
             values = special.logit(np.clip(values, _PROB_EPSILON, 1.0 - _PROB_EPSILON))
         return values.astype(self.dtype)
 
@@ -185,14 +185,6 @@ class SoftLabelSpec:
         """What stats.json records about where the column came from."""
         return {"teacher_output": self.teacher_output, "teacher_output_kind": self.teacher_kind,
                 "label_is_logits": self.as_logits}
-
-
-def output_kind(name: str) -> str:
-    """LOGITS for ``logits``/``logits_<tower>``, PROBS for ``probs``/``probs_<tower>``, else RAW."""
-    for kind in (LOGITS, PROBS):
-        if name == kind or name.startswith(kind + "_"):
-            return kind
-    return RAW
 
 
 def soft_label_specs(cfg, model: exported.ExportedModel) -> list[SoftLabelSpec]:
@@ -221,7 +213,7 @@ def soft_label_specs(cfg, model: exported.ExportedModel) -> list[SoftLabelSpec]:
                 f"data_config.input_fields {block.soft_label_name!r} has input_type "
                 f"{_FieldType.Name(field_type)}, but soft label values are real numbers. "
                 "Declare it FLOAT or DOUBLE.")
-        kind = output_kind(output)
+        kind = outputs.kind(output) or RAW
         if kind == RAW:
             logger.warning("kd[%d]: teacher output %r is neither logits* nor probs*; %r gets "
                            "its values unchanged (label_is_logits is not applied).", i, output,

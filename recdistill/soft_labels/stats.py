@@ -15,7 +15,7 @@ This module owns the statistics only; it reads and writes no data files and must
 import dataclasses
 import logging
 import math
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -26,6 +26,13 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 DEFAULT_SAMPLE_SIZE = 100_000
 MAX_REJECTED_EXAMPLES = 5
 """How many rejected rows (file, row, reason) stats.json and error messages show."""
+LEAK_AUC_GAP = 0.05
+"""How far the teacher's AUC on the rows it scores may exceed its AUC on its eval data before
+the job warns that the soft labels repeat the clicks. A teacher trained on the very rows it
+then scores (or for too long) reaches AUC ~1 on them while its eval AUC stays lower; its soft
+labels then carry the hard labels back to the student instead of the teacher's knowledge,
+and kd stops helping (issue 11: train 0.99999 vs eval 0.94, kd student below its baseline)."""
+LEAK_WARNING = "soft labels repeat the clicks"
 
 
 @dataclasses.dataclass
@@ -42,6 +49,8 @@ class SoftLabelSummary:
         with ``sample_keys``.
       rejected_examples: up to MAX_REJECTED_EXAMPLES ``"file: row N: reason"`` lines.
       shards_written: output shards written.
+      rows_by_worker: rows written per worker process (``host:pid``): how evenly the
+        runner spread the work.
     """
 
     rows_read: int = 0
@@ -55,11 +64,12 @@ class SoftLabelSummary:
     sample: dict = dataclasses.field(default_factory=dict)
     rejected_examples: list = dataclasses.field(default_factory=list)
     shards_written: int = 0
+    rows_by_worker: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of_chunk(cls, soft_labels: Mapping[str, np.ndarray], hard_labels: Mapping[str, np.ndarray],
                  *, rows_read: int, rejected: list, seed, sample_size: int = DEFAULT_SAMPLE_SIZE,
-                 shards_written: int = 1) -> "SoftLabelSummary":
+                 shards_written: int = 1, worker: str = "") -> "SoftLabelSummary":
         """Summarises one written chunk.
 
         Args:
@@ -71,6 +81,7 @@ class SoftLabelSummary:
             same data gives the same stats.
           sample_size: the most rows kept for quantiles and AUC.
           shards_written: output shards this chunk was written to.
+          worker: the process that wrote the chunk ('' to leave rows_by_worker out).
         """
         columns = {**soft_labels, **hard_labels}
         rows = len(next(iter(columns.values()))) if columns else 0
@@ -80,7 +91,8 @@ class SoftLabelSummary:
                       sample_keys=keys[keep],
                       sample={name: np.asarray(values)[keep] for name, values in columns.items()},
                       rejected_examples=list(rejected[:MAX_REJECTED_EXAMPLES]),
-                      shards_written=shards_written)
+                      shards_written=shards_written,
+                      rows_by_worker={worker: rows} if worker else {})
         for name, values in soft_labels.items():
             values = np.asarray(values, dtype=np.float64)
             summary.count[name] = len(values)
@@ -104,7 +116,11 @@ class SoftLabelSummary:
                     for name in names},
             rejected_examples=(self.rejected_examples
                                + other.rejected_examples)[:MAX_REJECTED_EXAMPLES],
-            shards_written=self.shards_written + other.shards_written)
+            shards_written=self.shards_written + other.shards_written,
+            rows_by_worker={name: self.rows_by_worker.get(name, 0)
+                            + other.rows_by_worker.get(name, 0)
+                            for name in dict.fromkeys([*self.rows_by_worker,
+                                                       *other.rows_by_worker])})
         for name in dict.fromkeys([*self.count, *other.count]):
             merged.count[name] = self.count.get(name, 0) + other.count.get(name, 0)
             merged.total[name] = self.total.get(name, 0.0) + other.total.get(name, 0.0)
@@ -150,6 +166,7 @@ class SoftLabelSummary:
             "bad_rows_fraction": self.rows_rejected / rows_read if rows_read else 0.0,
             "rejected_examples": self.rejected_examples,
             "shards_written": self.shards_written,
+            "rows_by_worker": dict(sorted(self.rows_by_worker.items())),
             "sample_rows": len(self.sample_keys),
             "soft_labels": soft,
         }
@@ -174,3 +191,71 @@ def _smallest(keys: np.ndarray, k: int) -> np.ndarray:
     if len(keys) <= k:
         return np.arange(len(keys))
     return np.sort(np.argpartition(keys, k - 1)[:k])
+
+
+def teacher_eval_auc(metadata: Mapping, label: str) -> Optional[float]:
+    """The teacher's AUC for ``label`` on its eval data, from its ``recdistill.json``.
+
+    Training records ``eval_metrics``: ``eval_auc_<label>`` per target of a multi-target
+    model, ``eval_auc`` for its first target (``label_fields[0]``). None when the teacher
+    was trained without eval data, or on another label.
+    """
+    metrics = metadata.get("eval_metrics") or {}
+    if f"eval_auc_{label}" in metrics:
+        return float(metrics[f"eval_auc_{label}"])
+    labels = metadata.get("label_fields") or []
+    if labels and labels[0] == label and "eval_auc" in metrics:
+        return float(metrics["eval_auc"])
+    return None
+
+
+def check_leak(stats: dict, teacher_metadata: Mapping, max_gap: float = LEAK_AUC_GAP) -> list:
+    """Compares the teacher's AUC on the scored rows with its eval AUC (see LEAK_AUC_GAP).
+
+    Adds to ``stats`` (the stats.json content) per soft-label column ``teacher_eval_auc``
+    and ``teacher_auc_gap`` (scored minus eval, per hard label; None when either is
+    unknown), and ``leak_guard``: the gap allowed, whether it was passed and the warnings.
+
+    Returns:
+      One warning per (column, label) whose gap exceeds ``max_gap``, starting with
+      LEAK_WARNING.
+    """
+    warnings = []
+    for column, facts in stats["soft_labels"].items():
+        facts["teacher_eval_auc"], facts["teacher_auc_gap"] = {}, {}
+        for label, scored in facts["teacher_auc"].items():
+            held_out = teacher_eval_auc(teacher_metadata, label)
+            gap = None if scored is None or held_out is None else scored - held_out
+            facts["teacher_eval_auc"][label] = held_out
+            facts["teacher_auc_gap"][label] = gap
+            if gap is not None and gap > max_gap:
+                warnings.append(
+                    f"{LEAK_WARNING}: the teacher's AUC against {label!r} is {scored:.4f} on "
+                    f"the rows it scored but {held_out:.4f} on its eval data (gap {gap:.4f} > "
+                    f"{max_gap}), so soft label {column!r} mostly copies {label!r}. Score rows "
+                    "the teacher was not trained on (cross-fitted folds, or yesterday's "
+                    "teacher on today's rows) or train the teacher shorter.")
+    stats["leak_guard"] = {"max_auc_gap": max_gap, "repeats_clicks": bool(warnings),
+                           "warnings": warnings}
+    return warnings
+
+
+def metric_scalars(stats: Mapping) -> dict:
+    """The stats.json facts a KFP Metrics artifact can hold, as flat name -> number.
+
+    ``rows_read``/``rows_written``/``rows_rejected``; per soft-label column
+    ``teacher_auc_<column>``, ``teacher_eval_auc_<column>`` and ``teacher_auc_gap_<column>``
+    (with ``_<label>`` appended when there are several hard labels; unknown values left out);
+    and ``soft_labels_repeat_clicks`` (1 or 0) once the leak guard has run.
+    """
+    scalars = {key: float(stats[key]) for key in ("rows_read", "rows_written", "rows_rejected")}
+    for column, facts in stats["soft_labels"].items():
+        labels = list(facts["teacher_auc"])
+        for name in ("teacher_auc", "teacher_eval_auc", "teacher_auc_gap"):
+            for label, value in facts.get(name, {}).items():
+                suffix = f"_{label}" if len(labels) > 1 else ""
+                if value is not None:
+                    scalars[f"{name}_{column}{suffix}"] = float(value)
+    if "leak_guard" in stats:
+        scalars["soft_labels_repeat_clicks"] = float(stats["leak_guard"]["repeats_clicks"])
+    return scalars

@@ -6,6 +6,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from recdistill import config, exported
@@ -145,3 +146,11 @@ def test_multi_task_teacher_export_replaces_an_old_export(tmp_path):
     examples = _serialize(_rows(["user_id", "age", "item_id", "privileged"]))
     _check_outputs({k: v.numpy() for k, v in
                     loaded.signatures["predict_examples"](examples=examples).items()}, want)
+
+
+def test_an_output_without_its_logits_probs_twin_is_refused(tmp_path):
+    model = build_model(config.load_config(STUDENT))
+    model.prediction_names = [n for n in model.prediction_names if n != "probs"]
+    with pytest.raises(ValueError, match=r"outputs \['logits'\] without their twin"):
+        export_model(model, str(tmp_path / "export"), {})
+    assert not (tmp_path / "export").exists()

@@ -83,7 +83,7 @@ def test_gbdt_teacher_soft_labels_equal_its_export_logits_on_direct_runner(gbdt_
     data, result, student, raw = gbdt_run
     assert 0 < result.steps <= NUM_TREES  # YDF stops early on its own validation split
     out = str(tmp_path / "soft")
-    stats = job.generate_soft_labels(result.model_dir, data.train_path, out, data.student_config)
+    stats = job.generate_soft_labels(result.model_dir, data.train_path, out, student)
 
     soft = _check_rows_and_soft_labels(raw, _labelled(student, out), result.export_dir)
     clicks = raw.column(sample.LABEL).to_numpy()
@@ -117,7 +117,7 @@ def test_dask_workers_load_the_ydf_ops_themselves(gbdt_run, tmp_path):
             distributed.Client(cluster) as client:
         before = _worker_modules(client)
         stats = job.generate_soft_labels(
-            result.model_dir, shards, out, data.student_config,
+            result.model_dir, shards, out, student,
             runner="apache_beam.runners.dask.dask_runner.DaskRunner",
             beam_args=[f"--dask_client_address={cluster.scheduler_address}",
                        "--dask_npartitions=4"])

@@ -41,13 +41,6 @@ def test_handler_rejects_non_positive_batch_size(teacher):
         handlers.TeacherModelHandler(teacher, batch_size=0)
 
 
-@pytest.mark.parametrize("name,kind", [("logits", "logits"), ("logits_ctr", "logits"),
-                                       ("probs", "probs"), ("probs_cvr", "probs"),
-                                       ("logitsx", "raw"), ("y", "raw")])
-def test_output_kind_follows_the_export_naming(name, kind):
-    assert handlers.output_kind(name) == kind
-
-
 def test_spec_converts_between_logits_and_probabilities():
     logits = np.array([-30.0, -2.0, 0.0, 1.5, 30.0])
     probs = np.array([0.0, 0.1, 0.5, 0.9, 1.0])

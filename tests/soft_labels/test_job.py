@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 import tensorflow as tf
 
-from soft_label_helpers import expected_logits, make_rows, student_config
+from soft_label_helpers import STUDENT_CONFIG, expected_logits, make_rows, student_config
 from recdistill.data import filesystems, tables
 from recdistill.soft_labels import job
 
@@ -182,6 +182,8 @@ def test_missing_input_and_bad_fraction_are_reported(teacher, tmp_path):
     with pytest.raises(ValueError, match=r"max_bad_rows_fraction must be in \[0, 1\], got 2"):
         job.generate_soft_labels(teacher, str(tmp_path), str(tmp_path / "o"), cfg,
                                  max_bad_rows_fraction=2)
+    with pytest.raises(TypeError, match="takes a loaded EasyRecConfig, got str"):
+        job.generate_soft_labels(teacher, str(tmp_path), str(tmp_path / "o"), STUDENT_CONFIG)
 
 
 def test_gcs_input_and_output_on_the_emulator(teacher, gcs_bucket, tmp_path):
@@ -196,3 +198,53 @@ def test_gcs_input_and_output_on_the_emulator(teacher, gcs_bucket, tmp_path):
                                expected_logits(rows["user_id"], rows["cate_id"], rows["price"]),
                                atol=1e-5)
     assert filesystems.is_complete(f"{gcs_bucket}/out")
+
+
+def _teacher_with_eval_auc(teacher, tmp_path, eval_auc):
+    """A copy of the test teacher whose recdistill.json says it scored ``eval_auc`` on clk."""
+    from recdistill import exported
+
+    copy = str(tmp_path / f"teacher-{eval_auc}")
+    filesystems.copy_tree(teacher, copy)
+    metadata = exported.read_metadata(copy)
+    metadata.update(label_fields=["clk"], eval_metrics={"eval_auc": eval_auc})
+    exported.write_metadata(copy, metadata)
+    return copy
+
+
+def test_leak_guard_warns_when_the_soft_labels_repeat_the_clicks(teacher, tmp_path, caplog):
+    from recdistill.soft_labels import stats as stats_lib
+
+    cfg = student_config("ParquetInput")
+    rows = make_rows(60, seed=12)
+    logits = expected_logits(rows["user_id"], rows["cate_id"], rows["price"])
+    rows["clk"] = (logits > np.median(logits)).astype(np.int32)  # the teacher "memorised" clk
+    src = _write_input(cfg, str(tmp_path / "in"), rows, (60,))
+    from sklearn.metrics import roc_auc_score
+    scored_auc = roc_auc_score(rows["clk"], logits)
+    assert scored_auc > 0.99
+
+    leaky = _teacher_with_eval_auc(teacher, tmp_path, 0.8)
+    stats = job.generate_soft_labels(leaky, src, str(tmp_path / "out"), cfg)
+    kd = stats["soft_labels"]["kd_soft"]
+    assert kd["teacher_eval_auc"] == {"clk": 0.8}
+    assert kd["teacher_auc_gap"]["clk"] == pytest.approx(scored_auc - 0.8, abs=1e-6)
+    guard = stats["leak_guard"]
+    assert guard["repeats_clicks"] and guard["max_auc_gap"] == 0.05
+    assert guard["warnings"][0].startswith("soft labels repeat the clicks: the teacher's AUC "
+                                           "against 'clk' is ")
+    assert any("soft labels repeat the clicks" in r.getMessage() for r in caplog.records
+               if r.levelname == "WARNING")
+    with open(tmp_path / "out" / "stats.json") as f:
+        assert json.load(f)["leak_guard"] == guard
+    assert stats_lib.metric_scalars(stats) == {
+        "rows_read": 60.0, "rows_written": 60.0, "rows_rejected": 0.0,
+        "teacher_auc_kd_soft": pytest.approx(scored_auc, abs=1e-6),
+        "teacher_eval_auc_kd_soft": 0.8,
+        "teacher_auc_gap_kd_soft": pytest.approx(scored_auc - 0.8, abs=1e-6),
+        "soft_labels_repeat_clicks": 1.0}
+
+    honest = _teacher_with_eval_auc(teacher, tmp_path, scored_auc - 0.04)
+    stats = job.generate_soft_labels(honest, src, str(tmp_path / "out"), cfg)
+    assert stats["leak_guard"] == {"max_auc_gap": 0.05, "repeats_clicks": False, "warnings": []}
+    assert stats_lib.metric_scalars(stats)["soft_labels_repeat_clicks"] == 0.0

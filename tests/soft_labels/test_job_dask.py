@@ -1,8 +1,10 @@
-"""The same soft-label job on Beam's Dask runner with two worker processes: proves nothing
-depends on state in the launching process (pickled DoFns, files the workers can see)."""
+"""The soft-label job on Beam's Dask runner with two worker processes: proves nothing
+depends on state in the launching process (pickled DoFns, files the workers can see), and
+that one big file is split below file level so both workers score rows."""
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from soft_label_helpers import expected_logits, make_rows, student_config
@@ -11,25 +13,52 @@ from recdistill.soft_labels import job
 
 pytestmark = pytest.mark.slow
 
+DASK_RUNNER = "apache_beam.runners.dask.dask_runner.DaskRunner"
 
-def test_dask_runner_with_two_worker_processes_gives_the_same_rows(teacher, tmp_path):
+
+@pytest.fixture(scope="module")
+def cluster():
     import distributed
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        yield cluster
+
+
+def _check_output(out_dir, cfg, rows):
+    got = pa.concat_tables(tables.read_table(uri, cfg.data_config)
+                           for uri in filesystems.expand(out_dir))
+    assert got.column("adgroup_id").to_pylist() == list(rows["adgroup_id"])
+    np.testing.assert_allclose(got.column("kd_soft").to_numpy(),
+                               expected_logits(rows["user_id"], rows["cate_id"], rows["price"]),
+                               atol=1e-5)
+
+
+def test_dask_runner_with_two_worker_processes_gives_the_same_rows(teacher, tmp_path, cluster):
     cfg = student_config("ParquetInput")
     rows = make_rows(90, seed=11)
     for i in range(3):
         part = pa.table({k: v[30 * i:30 * (i + 1)] for k, v in rows.items()})
         tables.write_table(part, str(tmp_path / "in"), cfg.data_config, shard=f"in-{i}")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
-        stats = job.generate_soft_labels(
-            teacher, str(tmp_path / "in"), str(tmp_path / "out"), cfg,
-            runner="apache_beam.runners.dask.dask_runner.DaskRunner",
-            beam_args=[f"--dask_client_address={cluster.scheduler_address}",
-                       "--dask_npartitions=3"])
+    stats = job.generate_soft_labels(
+        teacher, str(tmp_path / "in"), str(tmp_path / "out"), cfg, runner=DASK_RUNNER,
+        beam_args=[f"--dask_client_address={cluster.scheduler_address}",
+                   "--dask_npartitions=3"])
     assert (stats["rows_read"], stats["rows_written"]) == (90, 90)
-    got = pa.concat_tables(tables.read_table(uri, cfg.data_config)
-                           for uri in filesystems.expand(str(tmp_path / "out")))
-    assert got.column("adgroup_id").to_pylist() == list(rows["adgroup_id"])
-    np.testing.assert_allclose(got.column("kd_soft").to_numpy(),
-                               expected_logits(rows["user_id"], rows["cate_id"], rows["price"]),
-                               atol=1e-5)
+    _check_output(str(tmp_path / "out"), cfg, rows)
+
+
+def test_one_big_file_is_split_so_both_workers_score_rows(teacher, tmp_path, cluster):
+    cfg = student_config("ParquetInput")
+    rows = make_rows(160, seed=12)
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table(rows), str(tmp_path / "in" / "big.parquet"), row_group_size=50)
+    stats = job.generate_soft_labels(
+        teacher, str(tmp_path / "in"), str(tmp_path / "out"), cfg, runner=DASK_RUNNER,
+        beam_args=[f"--dask_client_address={cluster.scheduler_address}",
+                   "--dask_npartitions=4"],
+        rows_per_split=40, batch_size=16)
+    assert (stats["input_shards"], stats["input_splits"]) == (1, 4)
+    assert (stats["rows_read"], stats["rows_written"]) == (160, 160)
+    workers = stats["rows_by_worker"]
+    assert len(workers) == 2 and sum(workers.values()) == 160, workers
+    _check_output(str(tmp_path / "out"), cfg, rows)

@@ -85,3 +85,28 @@ def test_empty_summary_has_no_soft_label_numbers():
     assert got["rows_read"] == 0 and got["bad_rows_fraction"] == 0.0
     assert got["soft_labels"]["kd_soft"]["mean"] is None
     assert got["soft_labels"]["kd_soft"]["quantiles"] == {}
+
+
+@pytest.mark.parametrize("metadata,label,want", [
+    ({"eval_metrics": {"eval_auc": 0.7}, "label_fields": ["clk"]}, "clk", 0.7),
+    ({"eval_metrics": {"eval_auc": 0.7, "eval_auc_buy": 0.6}, "label_fields": ["clk", "buy"]},
+     "buy", 0.6),
+    ({"eval_metrics": {"eval_auc": 0.7}, "label_fields": ["clk"]}, "buy", None),
+    ({"eval_metrics": {}, "label_fields": ["clk"]}, "clk", None),
+    ({}, "clk", None)])
+def test_teacher_eval_auc_reads_training_eval_metrics(metadata, label, want):
+    assert stats.teacher_eval_auc(metadata, label) == want
+
+
+def test_leak_check_and_scalars_with_two_labels_and_an_unknown_auc():
+    content = {"rows_read": 9, "rows_written": 8, "rows_rejected": 1,
+               "soft_labels": {"s": {"teacher_auc": {"clk": 0.99, "buy": None}}}}
+    warnings = stats.check_leak(content, {"eval_metrics": {"eval_auc_clk": 0.9,
+                                                           "eval_auc_buy": 0.5}}, max_gap=0.1)
+    assert warnings == []  # 0.09 is within the 0.1 allowed; buy has no scored AUC
+    assert content["soft_labels"]["s"]["teacher_auc_gap"] == {"clk": pytest.approx(0.09),
+                                                              "buy": None}
+    assert stats.metric_scalars(content) == {
+        "rows_read": 9.0, "rows_written": 8.0, "rows_rejected": 1.0,
+        "teacher_auc_s_clk": 0.99, "teacher_eval_auc_s_clk": 0.9, "teacher_eval_auc_s_buy": 0.5,
+        "teacher_auc_gap_s_clk": pytest.approx(0.09), "soft_labels_repeat_clicks": 0.0}
