@@ -80,9 +80,10 @@ class KdTask(tf.Module):
                     f"{target.weight}. Use 0 to train on soft labels only."
                 )
         if prediction_names is not None:
-            names = list(prediction_names)
+            outputs = list(prediction_names)
             for index, block in enumerate(self.kd_params):
-                losses_lib.check_prediction_name(f"kd[{index}].pred_name", block.pred_name, names)
+                losses_lib.check_prediction_name(f"kd[{index}].pred_name", block.pred_name,
+                                                 outputs)
         self.logit_scales = {
             block.name: (tf.Variable([1.0], name=f"{block.name}_scale_w"),
                          tf.Variable([0.0], name=f"{block.name}_scale_b"))

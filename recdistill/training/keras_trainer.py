@@ -126,10 +126,10 @@ class KerasTrainer:
         from recdistill.models.export import export_model
 
         train_config = self.cfg.train_config
-        model, optimizer, dataset = self._build(strategy, train_uri)
+        model, optimizer, task, dataset = self._build(strategy, train_uri)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         checkpoint = tf.train.Checkpoint(
-            model=checkpoints.variables_by_path(model.variables),
+            model=checkpoints.variables_by_path(model.variables), task=task,
             optimizer=checkpoints.variables_by_path(optimizer.variables), step=global_step)
         manager = tf.train.CheckpointManager(
             checkpoint, out_dir, max_to_keep=train_config.keep_checkpoint_max or None,
@@ -146,7 +146,6 @@ class KerasTrainer:
         elif warm_start:
             checkpoints.restore_warm_start(model, warm_start)
 
-        task = kd_lib.KdTask(model.targets, self.cfg.model_config.kd)
         step_fn = make_train_step(strategy, model, optimizer, task, self.mixed_precision)
         iterator = iter(strategy.experimental_distribute_dataset(dataset))
         train_metrics = self._loop(step_fn, iterator, manager, model, global_step, steps,
@@ -202,14 +201,17 @@ class KerasTrainer:
         with strategy.scope():
             model = build_model(cfg)
             optimizer = build_optimizer(cfg.train_config, self.mixed_precision)
+            # Checks every kd block's pred_name against the model's outputs before any tracing;
+            # in the scope because kd's scale_logits weights are trained with the model.
+            task = kd_lib.KdTask(model.targets, cfg.model_config.kd, model.prediction_names)
         labels = list(dict.fromkeys(
             [label for _, label, _ in model.targets] + config_lib.soft_label_fields(cfg)))
         multi_worker = distribution.is_multi_worker(strategy)
         dataset = datasets.make_dataset(
-            train_uri, cfg, columns=model.input_columns, labels=labels,
-            batch_size=cfg.data_config.batch_size * strategy.num_replicas_in_sync,
+            train_uri, cfg, columns=list(dict.fromkeys([*model.input_columns, *task.feature_names])),
+            labels=labels, batch_size=cfg.data_config.batch_size * strategy.num_replicas_in_sync,
             shuffle=cfg.data_config.shuffle, num_epochs=cfg.data_config.num_epochs,
-            seed=0 if multi_worker else None)
+            seed=0 if multi_worker else None, session_column=_session_column(task))
         if multi_worker:
             # Every worker reads the same (same-seed shuffled) rows and keeps its share of each
             # global batch: a partition whatever the number of files.
@@ -219,9 +221,9 @@ class KerasTrainer:
             dataset = dataset.with_options(options)
         with strategy.scope():
             first_features, _ = next(iter(dataset.take(1)))
-            model(first_features, training=False)  # creates the variables
-            optimizer.build(model.trainable_variables)
-        return model, optimizer, dataset
+            model(_model_inputs(model, first_features), training=False)  # creates the variables
+            optimizer.build(trainable_variables(model, task))
+        return model, optimizer, task, dataset
 
     def _loop(self, step_fn, iterator, manager, model, global_step, steps: int,
               stopper: Optional[EarlyStopping], out_dir: str, *, resumed: bool) -> dict:
@@ -277,13 +279,38 @@ class KerasTrainer:
         return loop.finish()
 
 
+def trainable_variables(model, task) -> list:
+    """The model's weights plus the kd task's own (``scale_logits`` blocks' scale and bias)."""
+    return model.trainable_variables + list(task.trainable_variables)
+
+
+def _model_inputs(model, features) -> dict:
+    """The columns the model reads; the batch may also hold kd-only ones (sessions, weights)."""
+    return {name: features[name] for name in model.input_columns}
+
+
+def _session_column(task) -> str:
+    """The session column of the task's ranking kd blocks, so batches keep sessions whole.
+
+    Raises:
+      ValueError: ranking blocks name different session columns (one batching cannot keep
+        both kinds of session whole).
+    """
+    names = list(dict.fromkeys(block.session_name for block in task.kd_params
+                               if block.session_name))
+    if len(names) > 1:
+        raise ValueError(f"kd blocks group rows by different session_name columns {names}; "
+                         "batches can keep only one kind of session whole. Use one column.")
+    return names[0] if names else ""
+
+
 def make_train_step(strategy, model, optimizer, task, mixed_precision):
     """The compiled training step :func:`train` runs (also timed by bench/kd_overhead.py).
 
     Args:
       strategy: the ``tf.distribute`` strategy the model and optimizer were built under.
       model: a built Keras model from ``build_model``.
-      optimizer: from :func:`build_optimizer`, built on ``model.trainable_variables``.
+      optimizer: from :func:`build_optimizer`, built on :func:`trainable_variables`.
       task: the ``KdTask`` giving the loss components.
       mixed_precision: scale the loss for a ``LossScaleOptimizer``.
 
@@ -295,13 +322,13 @@ def make_train_step(strategy, model, optimizer, task, mixed_precision):
 
     def replica_step(features, labels):
         with tf.GradientTape() as tape:
-            predictions = model(features, training=True)
+            predictions = model(_model_inputs(model, features), training=True)
             regularization = tf.add_n(model.losses) if model.losses else None
-            parts = task(predictions, labels, regularization=regularization)
+            parts = task(predictions, labels, regularization=regularization, features=features)
             loss = parts[kd_lib.LOSS_KEY] / replicas
             if mixed_precision:
                 loss = optimizer.scale_loss(loss)
-        variables = model.trainable_variables
+        variables = trainable_variables(model, task)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         rows = tf.shape(next(iter(labels.values())))[0]
         return parts, rows
