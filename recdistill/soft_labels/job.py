@@ -40,6 +40,14 @@ from recdistill.soft_labels import transforms
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_SUBDIR = transforms.DEAD_LETTER_SUBDIR
+#: Where a failed job's rejected rows are kept: beside the output it did not publish.
+DEAD_LETTER_SUFFIX = ".dead_letter"
+#: What proves a folder is an earlier soft-label output, so the job may replace it.
+_OUTPUT_MARKERS = (stats_lib.STATS_FILE,)
+#: Runner names that mean "run here". Beam's "DirectRunner" first tries the Prism runner,
+#: whose binary it downloads from the internet on every run; FnApiRunner is the in-process
+#: runner it falls back to, so a local run never reaches out.
+_LOCAL_RUNNERS = {"DirectRunner": "FnApiRunner"}
 _FieldType = pipeline_pb2.DatasetConfig.FieldType
 
 
@@ -97,6 +105,7 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
     if not 0.0 <= max_bad_rows_fraction <= 1.0:
         raise ValueError(f"max_bad_rows_fraction must be in [0, 1], got {max_bad_rows_fraction}. "
                          "Use 0 to fail on the first bad row.")
+    filesystems.check_replaceable(output_uri, _OUTPUT_MARKERS)  # before any work
     shards = filesystems.expand(input_uri)  # FileNotFoundError naming input_uri when empty
     handler = handlers.TeacherModelHandler(teacher_uri, batch_size=batch_size)
     # Workers acquire the teacher through this handle: in-process runners (DirectRunner)
@@ -108,7 +117,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
     teacher_metadata = model.metadata
     units = splits_lib.plan_splits(shards, input_config, rows_per_split)
     started = time.monotonic()
-    with filesystems.atomic_dir(output_uri) as out_dir:
+    runner = _LOCAL_RUNNERS.get(runner, runner)
+    with filesystems.atomic_dir(output_uri, replaces=_OUTPUT_MARKERS) as out_dir:
         logger.info("Soft labels: %d shard(s) in %d split(s) of %s -> %s with teacher %s on %s",
                     len(shards), len(units), input_uri, output_uri, teacher_uri, runner)
         pipeline = beam.Pipeline(options=PipelineOptions(flags=[f"--runner={runner}",
@@ -127,7 +137,7 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
                      input_shards=len(shards), input_splits=len(units),
                      seconds=round(seconds, 3),
                      rows_per_second=round(stats["rows_read"] / seconds, 1))
-        _check_bad_rows(stats, max_bad_rows_fraction, input_uri, output_uri)
+        _check_bad_rows(stats, max_bad_rows_fraction, input_uri, output_uri, out_dir)
         for warning in stats_lib.check_leak(stats, teacher_metadata, max_auc_gap):
             logger.warning("Soft labels: %s", warning)
         json_files.write_json(filesystems.join(out_dir, stats_lib.STATS_FILE), stats)
@@ -189,11 +199,21 @@ def _run(pipeline: beam.Pipeline) -> None:
             client.close()
 
 
-def _check_bad_rows(stats: dict, max_fraction: float, input_uri: str, output_uri: str) -> None:
+def _check_bad_rows(stats: dict, max_fraction: float, input_uri: str, output_uri: str,
+                    out_dir: str) -> None:
+    """Fails the job past ``max_fraction``, keeping the rejected rows for the user to read.
+
+    The output is not published then, but its dead letters are: they are what the user needs
+    to fix the data, so they go to ``<output>.dead_letter/`` (replacing an earlier one).
+    """
     if stats["rows_rejected"] and stats["bad_rows_fraction"] > max_fraction:
+        kept = output_uri.rstrip("/") + DEAD_LETTER_SUFFIX
+        with filesystems.atomic_dir(kept, replaces=()) as staging:
+            filesystems.copy_tree(filesystems.join(out_dir, DEAD_LETTER_SUBDIR), staging)
         examples = "\n  ".join(stats["rejected_examples"])
         raise ValueError(
             f"{input_uri}: {stats['rows_rejected']} of {stats['rows_read']} rows "
             f"({stats['bad_rows_fraction']:.2%}) could not be read or scored, more than "
-            f"max_bad_rows_fraction {max_fraction}; nothing was written to {output_uri}. "
-            f"First ones:\n  {examples}\nFix the data or raise max_bad_rows_fraction.")
+            f"max_bad_rows_fraction {max_fraction}; nothing was written to {output_uri}, the "
+            f"rejected rows (with reasons) are in {kept}. First ones:\n  {examples}\n"
+            "Fix the data or raise max_bad_rows_fraction.")

@@ -148,6 +148,26 @@ def test_unscorable_rows_go_to_the_dead_letter_output_within_the_fraction(teache
         job.generate_soft_labels(teacher, src, str(tmp_path / "out2"), cfg,
                                  max_bad_rows_fraction=0.01)
     assert not os.path.exists(tmp_path / "out2")
+    kept = tmp_path / ("out2" + job.DEAD_LETTER_SUFFIX)
+    kept_rows = [json.loads(line) for name in sorted(os.listdir(kept)) if name.endswith(".jsonl")
+                 for line in open(kept / name)]
+    assert [(os.path.basename(d["file"]), d["row"]) for d in kept_rows] == [("in-00.csv", 6),
+                                                                             ("in-01.csv", 11)]
+
+
+def test_a_user_folder_is_never_replaced_by_the_output(teacher, tmp_path):
+    cfg = student_config("CSVInput")
+    src = _write_input(cfg, str(tmp_path / "in"), make_rows(10, 3), (10,))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match=r"mine: already exists and is not an earlier "
+                                              r"output .*stats\.json.*notes\.txt"):
+        job.generate_soft_labels(teacher, src, str(mine), cfg)
+    assert os.listdir(mine) == ["notes.txt"]
+    job.generate_soft_labels(teacher, src, str(tmp_path / "out"), cfg)
+    job.generate_soft_labels(teacher, src, str(tmp_path / "out"), cfg)  # its own: replaced
+    assert _read_output(cfg, str(tmp_path / "out")).num_rows == 10
 
 
 def test_a_malformed_row_fails_naming_file_and_row(teacher, tmp_path):
