@@ -39,7 +39,6 @@ All IO goes through ``recdistill.data``; this module never imports kfp.
 
 import dataclasses
 import datetime
-import json
 import logging
 from typing import Mapping
 
@@ -50,8 +49,9 @@ from recdistill import blessing as blessing_lib
 from recdistill import config as config_lib
 from recdistill import exported
 from recdistill import metrics as metrics_lib
+from recdistill import outputs
 from recdistill import report as report_lib
-from recdistill.data import filesystems, tables
+from recdistill.data import filesystems, json_files, tables
 
 logger = logging.getLogger(__name__)
 
@@ -148,14 +148,15 @@ def _target(cfg, session_field: str | None = None) -> _Target:
     """
     if cfg.model_config.task_towers:
         tower = cfg.model_config.task_towers[0]
-        label, prediction = tower.label_name, f"probs_{tower.tower_name}"
+        label = tower.label_name
+        prediction = outputs.output_name(outputs.PROBS, f"_{tower.tower_name}")
     else:
         hard = config_lib.hard_label_fields(cfg)
         if not hard:
             raise ValueError("data_config.label_fields has no hard label (every label field is "
                              f"a kd soft_label_name: {sorted(config_lib.soft_label_fields(cfg))})."
                              " Add the click label.")
-        label, prediction = hard[0], "probs"
+        label, prediction = hard[0], outputs.PROBS
     kd = cfg.model_config.kd
     teacher_prediction = kd[0].teacher_pred_name if kd and kd[0].teacher_pred_name else prediction
     uid_field, reduction = None, "mean"
@@ -170,15 +171,6 @@ def _target(cfg, session_field: str | None = None) -> _Target:
                                  f"{list(metrics_lib.REDUCTIONS)}, got {reduction!r}.")
     session = session_field or _kd_session_name(cfg) or uid_field
     return _Target(label, prediction, teacher_prediction, uid_field, reduction, session)
-
-
-def _output_names(prediction: str) -> tuple:
-    """``prediction`` and its twin (``probs_x`` <-> ``logits_x``), the probability first."""
-    for kind, twin in (("probs", "logits"), ("logits", "probs")):
-        if prediction.startswith(kind):
-            pair = (prediction, twin + prediction[len(kind):])
-            return pair if kind == "probs" else pair[::-1]
-    return (prediction,)
 
 
 @dataclasses.dataclass
@@ -199,7 +191,7 @@ class _Scorer:
 
     def __init__(self, model: exported.ExportedModel, prediction: str, role: str,
                  data_uri: str):
-        names = _output_names(prediction)
+        names = outputs.probability_first(prediction)
         self.name = next((n for n in names if n in model.outputs), None)
         if self.name is None:
             raise ValueError(f"{model.uri} ({role}): serving_default has outputs "
@@ -222,7 +214,7 @@ class _Scorer:
                              f"{values[bad][0]} for rows {rows} (0-based) of {self.data_uri}. "
                              "The model itself is broken (was it trained on NaN features or "
                              "with a diverging loss?); retrain it or evaluate another model.")
-        if self.name.startswith("logits"):
+        if outputs.is_logits(self.name):
             values = 1.0 / (1.0 + np.exp(-values))
         self.chunks.append(values.astype(np.float32))
 
@@ -431,8 +423,7 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
     }
     page = report_lib.render_report(labels, probs, result)
     with filesystems.atomic_dir(out_dir, replaces=_OUTPUT_MARKERS) as staging:
-        with filesystems.open_output(filesystems.join(staging, METRICS_FILE)) as f:
-            f.write(json.dumps(result, indent=2, sort_keys=True).encode())
+        json_files.write_json(filesystems.join(staging, METRICS_FILE), result)
         with filesystems.open_output(filesystems.join(staging, REPORT_FILE)) as f:
             f.write(page.encode())
     logger.info("wrote %s and %s to %s: blessed=%s", METRICS_FILE, REPORT_FILE, out_dir,
@@ -457,11 +448,7 @@ def read_evaluation(evaluation_dir: str) -> dict:
     if not filesystems.exists(uri):
         raise FileNotFoundError(f"{uri}: no evaluation here. Run `recdistill evaluate --out "
                                 f"{evaluation_dir}` first, or pass the folder it wrote.")
-    with filesystems.open_input(uri) as f:
-        try:
-            result = json.loads(f.read())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{uri}: not valid JSON ({e}). Re-run the evaluation.") from e
+    result = json_files.read_json(uri)
     if not isinstance(result, dict) or not isinstance(result.get(BLESSED_KEY), bool):
         raise ValueError(f"{uri}: has no boolean {BLESSED_KEY!r} key. Re-run the evaluation "
                          "with this version of recdistill.")

@@ -40,7 +40,6 @@ version. All IO goes through ``recdistill.data.filesystems``; this module never 
 
 import dataclasses
 import datetime
-import json
 import logging
 import os
 import random
@@ -53,7 +52,7 @@ import uuid
 import numpy as np
 
 from recdistill import blessing, evaluation, exported
-from recdistill.data import filesystems
+from recdistill.data import filesystems, json_files
 
 logger = logging.getLogger(__name__)
 
@@ -145,16 +144,6 @@ def list_versions(destination: str) -> list:
     return [v for v in _version_names(destination) if _is_complete(destination, v)]
 
 
-def _read_json(uri: str):
-    with filesystems.open_input(uri) as f:
-        return json.loads(f.read())
-
-
-def _write_json(uri: str, value) -> None:
-    with filesystems.open_output(uri) as f:
-        f.write(json.dumps(value, indent=2, sort_keys=True).encode())
-
-
 def champion_from(destination: str) -> str | None:
     """The export folder of the current champion under ``destination``, for ``evaluate``.
 
@@ -168,7 +157,7 @@ def champion_from(destination: str) -> str | None:
     pointer = filesystems.join(destination, CHAMPION_FILE)
     if filesystems.exists(pointer):
         try:
-            version = int(_read_json(pointer)["version"])
+            version = int(json_files.read_json(pointer)["version"])
         except (ValueError, KeyError, TypeError) as e:
             logger.warning("%s is unreadable (%s); using the latest complete version", pointer, e)
         else:
@@ -340,8 +329,9 @@ def _claim_version(destination: str, owner: str) -> int:
         version = max([0, *_version_names(destination), *claims]) + 1
         claim = _claim_uri(destination, version, owner)
         now = time.time()
-        _write_json(claim, {"version": version, "owner": owner, "host": socket.gethostname(),
-                            "pid": os.getpid(), "claimed_at": now, "expires_at": now + LEASE_S})
+        json_files.write_json(claim, {"version": version, "owner": owner,
+                                      "host": socket.gethostname(), "pid": os.getpid(),
+                                      "claimed_at": now, "expires_at": now + LEASE_S})
         rivals = set(_claims(destination).get(version, [])) - {owner}
         if not rivals and not filesystems.exists(filesystems.join(destination, str(version))):
             return version
@@ -370,7 +360,7 @@ def _owner_alive(destination: str, version: int, owners) -> bool:
     """Whether any of ``owners``' claims on ``version`` belongs to a pusher still running."""
     for owner in owners:
         try:
-            claim = _read_json(_claim_uri(destination, version, owner))
+            claim = json_files.read_json(_claim_uri(destination, version, owner))
         except (OSError, ValueError):
             continue  # no readable claim: from an older recdistill, or already withdrawn
         if _alive(claim):
@@ -425,7 +415,7 @@ def _remove_leftovers(destination: str, version: int, keep: int | None) -> list:
     return old
 
 
-def _set_champion(destination: str, version: int, record: dict, owner: str) -> None:
+def _set_champion(destination: str, version: int, record: dict) -> None:
     """Points CHAMPION at ``version`` in one atomic write, unless a newer push got there first.
 
     A concurrent pusher that claimed a higher version and finished first stays the champion
@@ -433,19 +423,15 @@ def _set_champion(destination: str, version: int, record: dict, owner: str) -> N
     """
     pointer = filesystems.join(destination, CHAMPION_FILE)
     try:
-        current = int(_read_json(pointer)["version"])
+        current = int(json_files.read_json(pointer)["version"])
     except (OSError, ValueError, KeyError, TypeError):
         current = 0
     if current == version or (current > version and _is_complete(destination, current)):
         logger.info("%s names version %d already, or a newer one: left as it is", pointer,
                     current)
         return
-    if filesystems.is_remote(destination):
-        _write_json(pointer, record)  # an object appears whole when its upload completes
-        return
-    staged = filesystems.join(destination, f".{CHAMPION_FILE}.{owner}")
-    _write_json(staged, record)
-    os.replace(staged, pointer)
+    # Atomic: a local file is replaced by a rename, an object appears whole when uploaded.
+    json_files.write_json(pointer, record)
 
 
 def _latest_holding(destination: str, digest: str) -> tuple:
@@ -453,7 +439,7 @@ def _latest_holding(destination: str, digest: str) -> tuple:
     versions = list_versions(destination) if filesystems.exists(destination) else []
     if not versions:
         return None
-    metadata = _read_json(filesystems.join(destination, str(versions[-1]), PUSH_METADATA_FILE))
+    metadata = json_files.read_json(filesystems.join(destination, str(versions[-1]), PUSH_METADATA_FILE))
     return (versions[-1], metadata) if metadata.get(DIGEST_KEY) == digest else None
 
 
@@ -507,7 +493,7 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         logger.info("%s already holds %s (%s); nothing to push", final, source_uri, digest)
         _set_champion(destination, version, {"version": version, "path": final,
                                              "source": metadata.get("source"),
-                                             "pushed_at": metadata.get("pushed_at")}, owner)
+                                             "pushed_at": metadata.get("pushed_at")})
         return PushResult(True, f"already pushed as version {version}", version, final,
                           destination, source_uri, blessed, not blessed, [], metadata,
                           unchanged=True)
@@ -526,7 +512,7 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
     try:
         copied = _copy_files(source.local_path, staging)
         _verify(source, expected, staging)
-        _write_json(filesystems.join(staging, PUSH_METADATA_FILE), metadata)
+        json_files.write_json(filesystems.join(staging, PUSH_METADATA_FILE), metadata)
         if staging != final:
             os.rename(staging, final)
     except BaseException:
@@ -535,7 +521,7 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         raise
     _set_champion(destination, version, {"version": version, "path": final,
                                          "source": source_uri,
-                                         "pushed_at": metadata["pushed_at"]}, owner)
+                                         "pushed_at": metadata["pushed_at"]})
     logger.info("pushed %s to %s (%d bytes); it is the champion now", source_uri, final, copied)
     deleted = _remove_leftovers(destination, version, keep)
     why = f"pushed as version {version}: {reason}" + (" (forced)" if not blessed else "")

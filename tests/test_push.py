@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from recdistill import evaluation, exported, push  # noqa: E402
 from recdistill.config import load_config  # noqa: E402
-from recdistill.data import filesystems  # noqa: E402
+from recdistill.data import filesystems, json_files  # noqa: E402
 
 import toy_models  # noqa: E402
 
@@ -382,7 +382,7 @@ def assert_each_version_holds_its_model(toy, results, weights, destination):
 def test_a_claim_that_meets_a_rival_backs_off_to_the_next_version(tmp_path, monkeypatch):
     dest = str(tmp_path / "serving")
     os.makedirs(dest)
-    write = push._write_json
+    write = json_files.write_json
     rivals = []
 
     def write_with_a_rival(uri, value):
@@ -391,7 +391,7 @@ def test_a_claim_that_meets_a_rival_backs_off_to_the_next_version(tmp_path, monk
             rivals.append(push._claim_uri(dest, value["version"], "ab" * 16))
             write(rivals[0], dict(value, owner="ab" * 16))
 
-    monkeypatch.setattr(push, "_write_json", write_with_a_rival)
+    monkeypatch.setattr(push.json_files, "write_json", write_with_a_rival)
     monkeypatch.setattr(push.time, "sleep", lambda seconds: None)
     assert push._claim_version(dest, "cd" * 16) == 2
     claims = sorted(os.listdir(os.path.join(dest, push.CLAIMS_DIR)))
