@@ -114,7 +114,7 @@ def export_model(model: keras.Model, export_path: str, metadata: Mapping[str, An
         versions={"recdistill": recdistill.__version__, "tensorflow": tf.__version__,
                   "keras": keras.__version__},
     )
-    with filesystems.atomic_dir(export_path) as staging:
+    with filesystems.atomic_dir(export_path, replaces=(exported.SAVED_MODEL_FILE,)) as staging:
         if filesystems.is_remote(export_path):  # tf.io.gfile cannot reach every store
             with tempfile.TemporaryDirectory(prefix="recdistill-export-") as tmp:
                 _write(model, tmp, full_metadata)

@@ -176,6 +176,6 @@ def export_gbdt(cfg, model, export_path: str, metadata: Mapping[str, object]) ->
                     inputs={name: dtype.name for name, dtype in dtypes.items()},
                     outputs=[LOGITS, PROBS])
         exported.write_metadata(local, full)
-        with filesystems.atomic_dir(export_path) as staging:
+        with filesystems.atomic_dir(export_path, replaces=(exported.SAVED_MODEL_FILE,)) as staging:
             filesystems.copy_tree(local, staging)
     logger.info("Exported GBDT (%d trees) to %s", model.num_trees(), export_path)

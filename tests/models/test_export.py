@@ -134,6 +134,12 @@ def test_multi_task_teacher_export_replaces_an_old_export(tmp_path):
     target.mkdir()
     (target / "stale.txt").write_text("old")
     model = build_model(config.load_config(TEACHER))
+    with pytest.raises(FileExistsError, match=r"export: already exists and is not an earlier "
+                                              r"output .*stale\.txt"):
+        export_model(model, str(target), {})  # a folder that is not an export is never wiped
+    assert (target / "stale.txt").read_text() == "old"
+    for name in ("_SUCCESS", exported.SAVED_MODEL_FILE):  # an earlier export: replaced whole
+        (target / name).write_text("old")
     model(_feed(model), training=True)  # a trained-looking model: built, BN stats touched
     want = {k: v.numpy() for k, v in model(_feed(model), training=False).items()}
     export_model(model, str(target), {})
