@@ -260,7 +260,7 @@ def test_bad_soft_labels_fail_before_any_step(data, tmp_path):
     frame.loc[7, "kd_soft"] = float("nan")
     frame.to_csv(tmp_path / "bad.csv", header=False, index=False, na_rep="nan")
     model_dir = tmp_path / "model"
-    with pytest.raises(ValueError, match=r"bad\.csv: soft label column 'kd_soft'.*row 7"):
+    with pytest.raises(ValueError, match=r"bad\.csv: soft label column 'kd_soft'.*at line 8"):
         training.train(cfg, train_uri=str(tmp_path / "bad.csv"), model_dir=str(model_dir),
                        num_steps=10)
     assert not glob.glob(str(model_dir / "ckpt-*"))

@@ -8,7 +8,9 @@ Records are framed (and GZIP-decompressed when the name ends in ``.gz``) by
 
 Each input field is a scalar: a feature with more than one value, or stored as the wrong
 kind (``float_list`` for an INT64 field, say), is a bad row named by its 1-based record
-number. A missing feature or an empty list reads as the field's default.
+number. A missing feature or an empty list reads as the field's default. ``BatchTFRecordInput``
+is read the same way, one example per record (EasyRec's records of ``n_data_batch_tfrecord``
+rows each would be bad rows: "more than one value").
 
 ``tf.io.gfile`` cannot reach every object store (not the GCS emulator, not S3), so a remote
 shard is staged to a local temporary file while it is read, and a remote output is written
