@@ -216,6 +216,7 @@ def _multi_task_config(data, tmp_path):
             frame["kd_cvr"] = -frame["price"] / 50.0
         frame.to_csv(out / f"{split}.csv", header=False, index=False)
     cfg = config_lib.load_config(config_lib.to_text(teacher))
+    cfg.train_config.ClearField("early_stopping")  # the losses over every step are the point
     cfg.train_input_path = str(out / "train.csv")
     cfg.eval_input_path = str(out / "eval.csv")
     for name, kind in (("cvr", "INT32"), ("kd_ctr", "DOUBLE"), ("kd_cvr", "DOUBLE")):
@@ -361,3 +362,16 @@ def test_listwise_kd_trains_on_session_grouped_batches_and_pulls_order(data, tmp
     corr = {name: within_user_corr(exported.load_exported(r.export_dir).predict(columns)["logits"])
             for name, r in runs.items()}
     assert corr["listwise"] > corr["nokd"] + 0.02, corr
+
+
+def test_in_training_eval_reads_an_eval_table_with_or_without_soft_labels(data):
+    """What an EasyRec user has (eval rows carrying kd_soft) scores like the raw eval table."""
+    from recdistill.training.eval_metrics import KerasEvaluator
+
+    cfg = _config(data.student_config)
+    model = build_model(cfg)
+    _predict_logits(model, _eval_columns(data, cfg))  # builds the model
+    with_soft = os.path.join(data.out_dir, "soft_labels", "eval")
+    raw = KerasEvaluator(cfg, model, data.eval_path)()
+    assert KerasEvaluator(cfg, model, with_soft)() == raw
+    assert 0.0 < raw["eval_auc"] < 1.0

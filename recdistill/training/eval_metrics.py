@@ -31,15 +31,18 @@ class KerasEvaluator:
         self.model = model
         self.eval_uri = eval_uri
         self.label_names = [label for _, label, _ in model.targets]
-        self._plain_cfg = config_lib.without_kd(cfg)
+        self._cfg = cfg
+        # An eval table may carry the soft-label columns (what an EasyRec user has) or not.
+        self._optional = config_lib.soft_label_fields(cfg)
         self._predict = tf.function(lambda features: model(features, training=False))
 
     def __call__(self) -> dict:
         """``eval_auc`` / ``eval_logloss`` (and per-target copies) of the model's current weights."""
-        dataset = datasets.make_dataset(self.eval_uri, self._plain_cfg,
+        dataset = datasets.make_dataset(self.eval_uri, self._cfg,
                                         columns=self.model.input_columns,
                                         labels=self.label_names, batch_size=_EVAL_BATCH_SIZE,
-                                        shuffle=False, num_epochs=1)
+                                        shuffle=False, num_epochs=1,
+                                        optional_fields=self._optional)
         targets = self.model.targets
         logits = {pred: [] for pred, _, _ in targets}
         labels = {label: [] for label in self.label_names}
