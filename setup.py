@@ -18,7 +18,6 @@ setup(
     package_data={
         "recdistill.protos": ["*.proto"],
         "pipelines": ["*.yaml"],
-        "components": ["*/metadata.yaml"],
     },
     install_requires=[
         "tensorflow==2.21.*",

@@ -20,6 +20,8 @@ def generate_soft_labels(teacher: Input[Model], config: str, train_data: Input[D
       config: URI of the student's EasyRec config (its kd blocks name the soft-label columns).
       train_data: the training table.
       run_date: the run's date; part of the cache key.
+      soft_labels: the training table with one soft-label column per kd block, and stats.json.
+      stats: rows read, written and rejected, and the teacher's AUC per soft-label column.
       runner: Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...
       beam_args: extra Beam pipeline options, e.g. ["--project=p", "--region=r"].
       max_bad_rows_fraction: share of malformed rows sent to the dead-letter output before

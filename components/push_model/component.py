@@ -17,6 +17,9 @@ def push_model(model: Input[Model], evaluation: Input[Artifact], destination: st
       destination: the serving base directory TF Serving polls (local path or gs://).
       run_date: the run's date; part of the cache key.
       keep: versions to keep (0 = all); older ones are deleted after the new one is complete.
+
+    Returns:
+      the pushed version's URI, ``<destination>/<version>``.
     """
     from recdistill import steps
 
