@@ -9,7 +9,7 @@ NAMES = readme.component_names()
 
 def test_every_step_has_a_component_folder():
     assert NAMES == ["current_champion", "evaluate", "generate_soft_labels", "prepare_teacher",
-                     "push_model", "resolve_data_uris", "train_model"]
+                     "push_model", "resolve_data_uris", "teacher_placement", "train_model"]
 
 
 @pytest.mark.parametrize("name", NAMES)
