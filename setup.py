@@ -14,7 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["recdistill", "recdistill.*", "components", "components.*",
-                                    "pipelines", "pipelines.*"]),
+                                    "pipelines", "pipelines.*"],
+                           exclude=["*.tests"]),
     package_data={
         "recdistill.protos": ["*.proto"],
         "pipelines": ["*.yaml"],
@@ -50,6 +51,8 @@ setup(
         "emulator": ["gcp-storage-emulator>=2026.7"],
         "dask": ["dask[distributed]>=2026.8"],
         "proto": ["grpcio-tools>=1.74"],
+        # kfp.local.DockerRunner (dev/container_check.sh runs the pipeline in the images).
+        "docker": ["docker>=7.1,<8"],
     },
     entry_points={"console_scripts": ["recdistill=recdistill.cli:main"]},
 )
