@@ -31,6 +31,12 @@ IO_RETRIES = 2
 RETRY = dict(num_retries=IO_RETRIES, backoff_duration="30s", backoff_factor=2)
 
 
+#: CPU/memory of the push step. Constants: KFP 2.17's compiler does not pass a pipeline
+#: parameter used only in a resource request into a dsl.If sub-DAG, so a parameterised request
+#: there cannot be resolved (kfp.local fails with "pipelinechannel--… not found").
+PUSH_REQUEST = dict(cpu="1", memory="4G")
+
+
 def _request_gpu(task: dsl.PipelineTask, *, cpu: str, memory: str, node_selector,
                  tolerations, gpus=1) -> dsl.PipelineTask:
     """NVIDIA GPUs (``gpus``, a number or a task output), CPU/memory and GPU-node placement.
@@ -100,7 +106,8 @@ def kd_pipeline(
       beam_cpu: CPU request of the soft-label step (the DirectRunner uses them all; with a
         distributed runner the step only submits the job).
       beam_memory: memory request of the soft-label step.
-      runtime_cpu: CPU request of the other CPU steps (evaluate, push, champion, dates).
+      runtime_cpu: CPU request of the other CPU steps (evaluate, champion, dates; the push
+        step inside the blessing condition requests PUSH_REQUEST).
       runtime_memory: memory request of the other CPU steps.
     """
     gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
@@ -155,4 +162,4 @@ def kd_pipeline(
         _request(push_model(model=student.outputs["model"],
                             evaluation=evaluation.outputs["evaluation"],
                             destination=push_destination, run_date=date, keep=keep_versions),
-                 **cpu).set_retry(**RETRY)
+                 **PUSH_REQUEST).set_retry(**RETRY)

@@ -89,10 +89,17 @@ def test_the_teacher_gets_a_gpu_and_gpu_node_only_when_it_is_trained(spec):
     assert placement["node_selector"] == {"componentInputParameter": "trainer_node_selector"}
 
 
+def test_push_inside_the_blessing_condition_requests_constants(spec):
+    """Parameters would not reach the condition's sub-DAG (see kd_pipeline.PUSH_REQUEST)."""
+    resources = _executor(spec, "push-model")["container"]["resources"]
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("1", "4G")
+    inner = _all_tasks(spec)["push-model"]["inputs"]["parameters"]
+    assert not [name for name in inner if "runtime_" in name]
+
+
 @pytest.mark.parametrize("task, cpu, memory", [
     ("generate-soft-labels", "beam_cpu", "beam_memory"),
     ("evaluate", "runtime_cpu", "runtime_memory"),
-    ("push-model", "runtime_cpu", "runtime_memory"),
     ("current-champion", "runtime_cpu", "runtime_memory"),
     ("resolve-data-uris", "runtime_cpu", "runtime_memory"),
     ("teacher-placement", "runtime_cpu", "runtime_memory")])
