@@ -14,11 +14,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["recdistill", "recdistill.*", "components", "components.*",
-                                    "pipelines", "pipelines.*"]),
+                                    "pipelines", "pipelines.*"],
+                           exclude=["*.tests"]),
     package_data={
         "recdistill.protos": ["*.proto"],
         "pipelines": ["*.yaml"],
-        "components": ["*/metadata.yaml"],
     },
     install_requires=[
         "tensorflow==2.21.*",
@@ -56,6 +56,8 @@ setup(
                      "flask-cors>=6"],
         "dask": ["dask[distributed]>=2026.8"],
         "proto": ["grpcio-tools>=1.74"],
+        # kfp.local.DockerRunner (dev/container_check.sh runs the pipeline in the images).
+        "docker": ["docker>=7.1,<8"],
     },
     entry_points={"console_scripts": ["recdistill=recdistill.cli:main"]},
 )

@@ -18,24 +18,41 @@ from components.generate_soft_labels.component import generate_soft_labels
 from components.prepare_teacher.component import prepare_teacher
 from components.push_model.component import push_model
 from components.resolve_data_uris.component import resolve_data_uris
+from components.teacher_placement.component import teacher_placement
 from components.train_model.component import train_model
 
 PIPELINE_NAME = "recdistill-kd"
-#: Retries for the steps that talk to external services (Beam runners, object stores).
+#: Retries of every step that reads or writes the data, model or serving stores (or runs a
+#: Beam job): a transient store or runner error must not fail a daily run. Training resumes
+#: from its checkpoint and recdistill.push makes one version of one model, so a retry repeats
+#: no finished work.
 IO_RETRIES = 2
+#: ``set_retry`` arguments: the first retry after 30 s, doubling, so a brief outage can pass.
+RETRY = dict(num_retries=IO_RETRIES, backoff_duration="30s", backoff_factor=2)
+
+
+#: CPU/memory of the push step. Constants: KFP 2.17's compiler does not pass a pipeline
+#: parameter used only in a resource request into a dsl.If sub-DAG, so a parameterised request
+#: there cannot be resolved (kfp.local fails with "pipelinechannel--… not found").
+PUSH_REQUEST = dict(cpu="1", memory="4G")
 
 
 def _request_gpu(task: dsl.PipelineTask, *, cpu: str, memory: str, node_selector,
-                 tolerations) -> dsl.PipelineTask:
-    """One NVIDIA GPU, CPU/memory and GPU-node placement for a training step.
+                 tolerations, gpus=1) -> dsl.PipelineTask:
+    """NVIDIA GPUs (``gpus``, a number or a task output), CPU/memory and GPU-node placement.
 
     kfp.local ignores all of it (with a warning), so the same DAG runs on a laptop.
     """
-    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-    task.set_cpu_request(cpu).set_memory_request(memory)
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    _request(task, cpu=cpu, memory=memory)
     kubernetes.add_node_selector_json(task, node_selector)
     kubernetes.add_toleration_json(task, tolerations)
     return task
+
+
+def _request(task: dsl.PipelineTask, *, cpu: str, memory: str) -> dsl.PipelineTask:
+    """CPU and memory requests of a step (pipeline parameters, so each run can size them)."""
+    return task.set_cpu_request(cpu).set_memory_request(memory)
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
@@ -59,6 +76,10 @@ def kd_pipeline(
     trainer_memory: str = "16G",
     trainer_node_selector: dict = {},
     trainer_tolerations: list = [],
+    beam_cpu: str = "4",
+    beam_memory: str = "16G",
+    runtime_cpu: str = "1",
+    runtime_memory: str = "4G",
 ):
     """Distils a teacher into the student of ``student_config`` and pushes it when blessed.
 
@@ -82,11 +103,19 @@ def kd_pipeline(
         {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
       trainer_tolerations: tolerations for the training pods, e.g. [{"key":
         "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+      beam_cpu: CPU request of the soft-label step (the DirectRunner uses them all; with a
+        distributed runner the step only submits the job).
+      beam_memory: memory request of the soft-label step.
+      runtime_cpu: CPU request of the other CPU steps (evaluate, champion, dates; the push
+        step inside the blessing condition requests PUSH_REQUEST).
+      runtime_memory: memory request of the other CPU steps.
     """
     gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
                tolerations=trainer_tolerations)
-    uris = resolve_data_uris(run_date=run_date, train_data_template=train_data,
-                             eval_data_template=eval_data).set_caching_options(False)
+    cpu = dict(cpu=runtime_cpu, memory=runtime_memory)
+    uris = _request(resolve_data_uris(run_date=run_date, train_data_template=train_data,
+                                      eval_data_template=eval_data),
+                    **cpu).set_caching_options(False)
     date = uris.outputs["run_date"]
     train_table = dsl.importer(artifact_uri=uris.outputs["train_data"],
                                artifact_class=dsl.Dataset, reimport=True).set_display_name(
@@ -95,34 +124,42 @@ def kd_pipeline(
                               artifact_class=dsl.Dataset, reimport=True).set_display_name(
                                   "eval-data")
 
+    # Reusing ``teacher_uri`` only copies an export: no GPU, no GPU node.
+    placement = _request(teacher_placement(teacher_uri=teacher_uri,
+                                           node_selector=trainer_node_selector), **cpu)
     teacher = _request_gpu(
         prepare_teacher(config=teacher_config, teacher_uri=teacher_uri,
                         train_data=train_table.output, eval_data=eval_table.output,
                         run_date=date, num_steps=num_steps),
-        **gpu).set_retry(IO_RETRIES)
-    soft_labels = generate_soft_labels(
+        **{**gpu, "node_selector": placement.outputs["node_selector"]},
+        gpus=placement.outputs["gpus"]).set_retry(**RETRY)
+    soft_labels = _request(generate_soft_labels(
         teacher=teacher.outputs["teacher"], config=student_config,
         train_data=train_table.output, run_date=date, runner=beam_runner, beam_args=beam_args,
-        max_bad_rows_fraction=max_bad_rows_fraction).set_retry(IO_RETRIES)
-    champion = current_champion(destination=push_destination, run_date=date)
+        max_bad_rows_fraction=max_bad_rows_fraction),
+        cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
+    # Never cached: the champion changes whenever a push lands, also twice on one day.
+    champion = _request(current_champion(destination=push_destination, run_date=date),
+                        **cpu).set_caching_options(False).set_retry(**RETRY)
 
     student = _request_gpu(
         train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
                     eval_data=eval_table.output, run_date=date, warm_start=champion.output,
                     num_steps=num_steps),
-        **gpu).set_display_name("train-student")
+        **gpu).set_display_name("train-student").set_retry(**RETRY)
     baseline = _request_gpu(
         train_model(config=student_config, train_data=train_table.output,
                     eval_data=eval_table.output, run_date=date, without_kd=True,
                     num_steps=num_steps),
-        **gpu).set_display_name("train-baseline")
+        **gpu).set_display_name("train-baseline").set_retry(**RETRY)
 
-    evaluation = evaluate(model=student.outputs["model"], eval_data=eval_table.output,
-                          config=student_config, teacher=teacher.outputs["teacher"],
-                          baseline=baseline.outputs["model"], champion=champion.output,
-                          thresholds=thresholds, run_date=date)
+    evaluation = _request(evaluate(model=student.outputs["model"], eval_data=eval_table.output,
+                                   config=student_config, teacher=teacher.outputs["teacher"],
+                                   baseline=baseline.outputs["model"], champion=champion.output,
+                                   thresholds=thresholds, run_date=date),
+                          **cpu).set_retry(**RETRY)
     with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP DSL)
-        push_model(model=student.outputs["model"],
-                   evaluation=evaluation.outputs["evaluation"],
-                   destination=push_destination, run_date=date,
-                   keep=keep_versions).set_retry(IO_RETRIES)
+        _request(push_model(model=student.outputs["model"],
+                            evaluation=evaluation.outputs["evaluation"],
+                            destination=push_destination, run_date=date, keep=keep_versions),
+                 **PUSH_REQUEST).set_retry(**RETRY)

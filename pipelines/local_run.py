@@ -48,8 +48,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
               teacher_config: str | None = None, teacher_uri: str = "",
               train_data: str | None = None, eval_data: str | None = None,
               thresholds: str | None = None, num_steps: int = 0,
-              run_date: str | None = None) -> LocalRun:
-    """Runs the pipeline with kfp.local's SubprocessRunner.
+              run_date: str | None = None, runner=None) -> LocalRun:
+    """Runs the pipeline with kfp.local (by default its SubprocessRunner).
 
     Args:
       workdir: where sample data, pipeline outputs and the serving folder go.
@@ -62,6 +62,9 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
       thresholds: thresholds file or inline YAML/JSON; the sample run uses SAMPLE_THRESHOLDS.
       num_steps: training steps for every model (0: each config's num_steps).
       run_date: YYYY-MM-DD (default: today, UTC).
+      runner: a kfp.local runner, e.g. ``docker_runner()`` to run each step in its image.
+        DockerRunner mounts only the pipeline root, so then ``workdir`` itself is the
+        pipeline root and the sample data and serving folder are inside it.
 
     Raises:
       ValueError: a user config was given without its data.
@@ -78,7 +81,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
         raise ValueError("with --student-config also pass --train, --eval and --teacher-config "
                          "(or --teacher to reuse an exported teacher)")
     serving = work / "serving"
-    root = work / "pipeline_root"
+    docker = isinstance(runner, local.DockerRunner)
+    root = work if docker else work / "pipeline_root"
     # Each step is a subprocess that imports TensorFlow; keep its C++ start-up noise (CUDA
     # probing on CPU machines) out of the run's output unless the user asked for it.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -86,17 +90,47 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
     # CPU / memory requests do not apply. kfp.local warns about both for every step.
     warnings.filterwarnings("ignore", message=".*custom or non-Python base image.*")
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     before = set(os.listdir(root)) if root.exists() else set()
     started = time.perf_counter()
-    kd_pipeline(student_config=student_config, teacher_config=teacher_config or "",
-                teacher_uri=teacher_uri, train_data=train_data, eval_data=eval_data,
-                push_destination=str(serving), thresholds=thresholds or "",
-                num_steps=num_steps,
-                run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"))
+    # The containers' user shares only its group with this process: folders created here
+    # (run and task folders included) must be group-writable while the run lasts.
+    umask = os.umask(0o002) if docker else None
+    try:
+        if docker:
+            _share_with_containers(work)
+        kd_pipeline(student_config=student_config, teacher_config=teacher_config or "",
+                    teacher_uri=teacher_uri, train_data=train_data, eval_data=eval_data,
+                    push_destination=str(serving), thresholds=thresholds or "",
+                    num_steps=num_steps,
+                    run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime(
+                        "%Y-%m-%d"))
+    finally:
+        if umask is not None:
+            os.umask(umask)
     seconds = time.perf_counter() - started
     [run_name] = [n for n in os.listdir(root) if n not in before and n.startswith(PIPELINE_NAME)]
     return _summarize(root / run_name, serving, seconds)
+
+
+def docker_runner(**container_run_args) -> "local.DockerRunner":
+    """A DockerRunner whose containers may write the host's pipeline root.
+
+    The images run as a non-root user of group 0 (images/*/Dockerfile). The container gets the
+    host user's uid and gid (uid 1000, the image's user, when the host runs as root) and group
+    0 as a supplementary group, so it owns what it writes on the host and can write the image's
+    HOME and artifact roots. ``container_run_args`` go to docker's ``containers.run``, e.g.
+    ``network_mode="host"`` where the Docker engine has no bridge network.
+    """
+    user = f"{os.getuid() or 1000}:{os.getgid()}"
+    return local.DockerRunner(user=user, group_add=["0"], **container_run_args)
+
+
+def _share_with_containers(work: pathlib.Path) -> None:
+    """Makes the folders under ``work`` group-writable for the containers' user (a root
+    host's group 0 is the containers' supplementary group)."""
+    for folder in [work, *(p for p in work.rglob("*") if p.is_dir())]:
+        folder.chmod(folder.stat().st_mode | 0o070)
 
 
 def _summarize(run_dir: pathlib.Path, serving: pathlib.Path, seconds: float) -> LocalRun:

@@ -12,6 +12,9 @@ def current_champion(destination: str, run_date: str) -> str:
     Args:
       destination: the versioned serving location (local path or gs://).
       run_date: the run's date; part of the cache key, so each day looks again.
+
+    Returns:
+      the champion's export URI, or '' before the first push.
     """
     from recdistill import steps
 

@@ -22,6 +22,13 @@ def evaluate(model: Input[Model], eval_data: Input[Dataset], config: str, teache
       champion: export URI of the currently served model ('' on the first run).
       thresholds: thresholds file URI or inline YAML/JSON ('' blesses nothing).
       run_date: the run's date; part of the cache key.
+      metrics: every scalar of the evaluation (per-model AUC/GAUC/logloss, kd gain, agreement).
+      roc: the student's ROC curve and confusion matrix.
+      report: the HTML report.
+      evaluation: the evaluation folder (metrics.json, report.html) that push checks.
+
+    Returns:
+      whether the student is blessed (the push step runs only then).
     """
     from recdistill import steps
 

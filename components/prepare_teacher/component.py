@@ -18,6 +18,7 @@ def prepare_teacher(config: str, teacher_uri: str, train_data: Input[Dataset],
       train_data: the training table (raw, without soft labels).
       eval_data: the evaluation table.
       run_date: the run's date; part of the cache key so a new day never reuses old outputs.
+      teacher: the teacher export; its ``source`` metadata says "trained" or the reused URI.
       num_steps: training steps (0 = the config's train_config.num_steps).
     """
     from recdistill import steps

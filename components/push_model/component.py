@@ -17,8 +17,18 @@ def push_model(model: Input[Model], evaluation: Input[Artifact], destination: st
       destination: the serving base directory TF Serving polls (local path or gs://).
       run_date: the run's date; part of the cache key.
       keep: versions to keep (0 = all); older ones are deleted after the new one is complete.
+
+    Returns:
+      the pushed version's URI, ``<destination>/<version>``.
+
+    Raises:
+      RuntimeError: the push was refused (the reason is in the message).
     """
     from recdistill import steps
 
-    return steps.push_model(model.uri, destination, evaluation_dir=evaluation.uri,
-                            keep=keep).version_uri
+    result = steps.push_model(model.uri, destination, evaluation_dir=evaluation.uri, keep=keep)
+    if not result.pushed:
+        # The step runs only for a blessed model; a refusal here (e.g. the evaluation does not
+        # name this model) must fail the run with the reason, not return nothing.
+        raise RuntimeError(f"push to {destination} refused: {result.reason}")
+    return result.version_uri

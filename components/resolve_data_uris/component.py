@@ -17,6 +17,11 @@ def resolve_data_uris(
       run_date: the schedule time placeholder, an RFC 3339 time, a date, or '' (today, UTC).
       train_data_template: training table URI, e.g. ``gs://b/clicks/dt={date}/``.
       eval_data_template: evaluation table URI, same form.
+
+    Returns:
+      run_date: the resolved run date, YYYY-MM-DD.
+      train_data: the training table URI with ``{date}`` filled in.
+      eval_data: the evaluation table URI with ``{date}`` filled in.
     """
     import collections
 

@@ -18,6 +18,9 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
       train_data: the training table (with soft-label columns for a kd student).
       eval_data: the evaluation table, scored at the end of training.
       run_date: the run's date; part of the cache key.
+      model: the trained model (model_dir with its export).
+      metrics: the training report's scalars (final loss, eval AUC, ...).
+      report: the training report (loss curves) as HTML.
       warm_start: an export to initialise from (yesterday's champion), or ''.
       without_kd: drop the kd blocks: the baseline that measures the kd gain.
       num_steps: training steps (0 = the config's train_config.num_steps).

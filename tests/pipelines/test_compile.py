@@ -37,6 +37,13 @@ def _all_tasks(spec):
     return tasks
 
 
+def _platform(spec, task_name):
+    """The kfp-kubernetes settings (node selector, tolerations) of a task's executor."""
+    component = spec[0]["components"][_all_tasks(spec)[task_name]["componentRef"]["name"]]
+    return spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        component["executorLabel"]]
+
+
 def _executor(spec, task_name):
     component = spec[0]["components"][_all_tasks(spec)[task_name]["componentRef"]["name"]]
     return spec[0]["deploymentSpec"]["executors"][component["executorLabel"]]
@@ -48,28 +55,67 @@ def test_committed_yaml_is_what_the_pipeline_compiles_to(fresh):
 
 
 @pytest.mark.parametrize("task", TRAINING_TASKS)
-def test_training_steps_request_one_gpu_on_the_trainer_image(spec, task):
+def test_training_steps_request_gpus_cpu_and_memory_on_the_trainer_image(spec, task):
     container = _executor(spec, task)["container"]
     assert container["image"] == TRAINER_IMAGE
-    accelerator = container["resources"]["accelerator"]
-    assert accelerator["resourceType"] == "nvidia.com/gpu"
-    assert accelerator["resourceCount"] == "1"
+    assert container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert "trainer_cpu" in container["resources"]["resourceCpuRequest"]
+    assert "trainer_memory" in container["resources"]["resourceMemoryRequest"]
 
 
-def test_training_steps_take_node_selector_and_tolerations_from_parameters(spec):
-    platform = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for task in TRAINING_TASKS:
-        label = spec[0]["components"][_tasks(spec)[task]["componentRef"]["name"]]["executorLabel"]
-        config = platform[label]
-        assert config["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
-            "trainer_node_selector"
-        assert config["tolerations"][0]["tolerationJson"]["componentInputParameter"] == \
-            "trainer_tolerations"
+@pytest.mark.parametrize("task", ("train-model", "train-model-2"))
+def test_students_get_one_gpu_on_the_gpu_nodes(spec, task):
+    assert _executor(spec, task)["container"]["resources"]["accelerator"]["resourceCount"] == "1"
+    config = _platform(spec, task)
+    assert config["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
+        "trainer_node_selector"
+    assert config["tolerations"][0]["tolerationJson"]["componentInputParameter"] == \
+        "trainer_tolerations"
+
+
+def test_the_teacher_gets_a_gpu_and_gpu_node_only_when_it_is_trained(spec):
+    """teacher-placement decides (0 GPUs and no node selector when teacher_uri is given)."""
+    count = _executor(spec, "prepare-teacher")["container"]["resources"]["accelerator"][
+        "resourceCount"]
+    channel = re.fullmatch(r"\{\{\$\.inputs\.parameters\['(.+)'\]\}\}", count).group(1)
+    teacher = _tasks(spec)["prepare-teacher"]
+    assert teacher["inputs"]["parameters"][channel]["taskOutputParameter"] == {
+        "outputParameterKey": "gpus", "producerTask": "teacher-placement"}
+    assert _platform(spec, "prepare-teacher")["nodeSelector"]["nodeSelectorJson"] == {
+        "taskOutputParameter": {"outputParameterKey": "node_selector",
+                                "producerTask": "teacher-placement"}}
+    placement = _tasks(spec)["teacher-placement"]["inputs"]["parameters"]
+    assert placement["teacher_uri"] == {"componentInputParameter": "teacher_uri"}
+    assert placement["node_selector"] == {"componentInputParameter": "trainer_node_selector"}
+
+
+def test_push_inside_the_blessing_condition_requests_constants(spec):
+    """Parameters would not reach the condition's sub-DAG (see kd_pipeline.PUSH_REQUEST)."""
+    resources = _executor(spec, "push-model")["container"]["resources"]
+    assert (resources["resourceCpuRequest"], resources["resourceMemoryRequest"]) == ("1", "4G")
+    inner = _all_tasks(spec)["push-model"]["inputs"]["parameters"]
+    assert not [name for name in inner if "runtime_" in name]
+
+
+@pytest.mark.parametrize("task, cpu, memory", [
+    ("generate-soft-labels", "beam_cpu", "beam_memory"),
+    ("evaluate", "runtime_cpu", "runtime_memory"),
+    ("current-champion", "runtime_cpu", "runtime_memory"),
+    ("resolve-data-uris", "runtime_cpu", "runtime_memory"),
+    ("teacher-placement", "runtime_cpu", "runtime_memory")])
+def test_cpu_steps_request_cpu_and_memory_from_parameters(spec, task, cpu, memory):
+    resources = _executor(spec, task)["container"]["resources"]
+    channel = "{{$.inputs.parameters['pipelinechannel--%s']}}"
+    assert resources["resourceCpuRequest"] == channel % cpu
+    assert resources["resourceMemoryRequest"] == channel % memory
+    defaults = spec[0]["root"]["inputDefinitions"]["parameters"]
+    assert float(defaults[cpu]["defaultValue"]) >= 1
+    assert defaults[memory]["defaultValue"].endswith("G")
 
 
 def test_other_steps_run_on_the_runtime_image(spec):
-    for task in ("generate-soft-labels", "evaluate", "resolve-data-uris", "push-model"):
+    for task in ("generate-soft-labels", "evaluate", "resolve-data-uris", "push-model",
+                 "current-champion", "teacher-placement"):
         container = _executor(spec, task)["container"]
         assert container["image"] == RUNTIME_IMAGE
         assert "accelerator" not in container.get("resources", {})
@@ -85,9 +131,27 @@ def test_push_runs_only_when_evaluate_blesses(spec):
     assert "push-model" not in _tasks(spec)
 
 
-@pytest.mark.parametrize("task, retries", [("generate-soft-labels", 2), ("push-model", 2)])
-def test_beam_and_push_steps_retry(spec, task, retries):
-    assert _all_tasks(spec)[task]["retryPolicy"]["maxRetryCount"] == retries
+IO_TASKS = ("prepare-teacher", "generate-soft-labels", "current-champion", "train-model",
+            "train-model-2", "evaluate", "push-model")
+
+
+@pytest.mark.parametrize("task", IO_TASKS)
+def test_every_step_doing_remote_io_retries_with_a_backoff(spec, task):
+    policy = _all_tasks(spec)[task]["retryPolicy"]
+    assert policy["maxRetryCount"] == 2
+    assert policy["backoffDuration"] == "30s" and policy["backoffFactor"] == 2
+
+
+def test_only_io_free_steps_do_not_retry(spec):
+    no_retry = {name for name, task in _all_tasks(spec).items()
+                if "retryPolicy" not in task and not name.startswith("condition")}
+    assert no_retry == {"resolve-data-uris", "teacher-placement", "importer", "importer-2"}
+
+
+@pytest.mark.parametrize("task", ("current-champion", "resolve-data-uris"))
+def test_champion_and_run_date_are_never_cached(spec, task):
+    assert _tasks(spec)[task]["cachingOptions"] == {}
+    assert _tasks(spec)["evaluate"]["cachingOptions"] == {"enableCache": True}
 
 
 def test_run_date_defaults_to_the_schedule_time(spec):
@@ -97,7 +161,7 @@ def test_run_date_defaults_to_the_schedule_time(spec):
 
 def test_every_step_gets_the_run_date_so_caches_change_daily(spec):
     for name, task in _tasks(spec).items():
-        if name.startswith(("condition", "importer", "resolve-data-uris")):
+        if name.startswith(("condition", "importer", "resolve-data-uris", "teacher-placement")):
             continue
         assert "run_date" in task["inputs"]["parameters"], name
 

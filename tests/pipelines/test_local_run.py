@@ -52,3 +52,51 @@ def test_summary_names_every_artifact_and_the_serving_folder(two_runs):
         assert name in text
     assert "kd gain (student - baseline)" in text and "champion" in text
     assert "serving folder" in text and "1, 2" in text
+
+
+def _logged(run, task, output):
+    """The metadata a task logged on an output artifact (kfp.local keeps it in the task's
+    executor_output.json, as the KFP backend keeps it in ML Metadata)."""
+    executor_output = os.path.join(run.run_dir, task, "executor_output.json")
+    [artifact] = json.loads(open(executor_output).read())["artifacts"][output]["artifacts"]
+    return artifact["metadata"]
+
+
+def test_metrics_artifacts_carry_training_soft_label_and_evaluation_scalars(two_runs):
+    _, first, _ = two_runs
+    soft = _logged(first, "generate-soft-labels", "stats")
+    assert soft["rows_read"] == soft["rows_written"] == 40_000 and soft["rows_rejected"] == 0
+    assert 0.7 < soft["teacher_auc_kd_soft"] <= 1.0
+    stats = json.loads(open(os.path.join(first.artifacts["generate-soft-labels/soft_labels"],
+                                         "stats.json")).read())
+    assert soft["teacher_auc_kd_soft"] == stats["soft_labels"]["kd_soft"]["teacher_auc"]["clk"]
+    evaluated = _logged(first, "evaluate", "metrics")
+    models = first.metrics["models"]
+    assert any(v == pytest.approx(models["student"]["auc"]) for v in evaluated.values())
+    assert any(v == pytest.approx(first.metrics["kd_gain"]["auc"]) for v in evaluated.values())
+    trained = _logged(first, "train-model", "metrics")
+    assert trained and all(isinstance(v, (int, float)) for v in trained.values())
+
+
+def test_classification_metrics_hold_the_students_roc_and_confusion_matrix(two_runs):
+    work, first, _ = two_runs
+    roc = _logged(first, "evaluate", "roc")
+    points = roc["confidenceMetrics"]
+    assert len(points) > 10
+    recalls = [p["recall"] for p in points]
+    assert min(recalls) == pytest.approx(0.0, abs=0.05) and max(recalls) == pytest.approx(1.0)
+    assert all(0.0 <= p["falsePositiveRate"] <= 1.0 for p in points)
+    matrix = [row["row"] for row in roc["confusionMatrix"]["rows"]]
+    assert len(matrix) == 2 and all(len(row) == 2 for row in matrix)
+    # Every eval row (the sample's eval.csv has no header) lands in one cell.
+    with open(work / "sample" / "eval.csv") as eval_csv:
+        assert sum(sum(row) for row in matrix) == sum(1 for _ in eval_csv)
+
+
+def test_html_artifacts_are_the_reports(two_runs):
+    _, first, _ = two_runs
+    for name in ("evaluate/report", "train-model/report"):
+        path = first.artifacts[name]
+        html = open(path if os.path.isfile(path) else os.path.join(path, "report.html")).read()
+        assert html.lstrip().lower().startswith(("<!doctype html", "<html")), name
+    assert "AUC" in open(first.artifacts["evaluate/report"]).read()

@@ -1,0 +1,23 @@
+"""Unit test of train_model: every training metric logged to the Metrics artifact."""
+
+import types
+
+from kfp.dsl import HTML, Dataset, Metrics, Model
+
+from components.train_model.component import train_model
+
+
+def test_train_model_logs_every_training_metric(record, artifact):
+    calls = record("train_model", types.SimpleNamespace(metrics={"loss": 0.4, "eval_auc": 0.71}))
+    metrics, model, report = artifact(Metrics, "metrics"), artifact(Model, "model"), \
+        artifact(HTML, "report")
+    train_model.python_func(
+        config="s.config", train_data=artifact(Dataset, "train"),
+        eval_data=artifact(Dataset, "eval"), run_date="d", model=model,
+        metrics=metrics, report=report, warm_start="gs://b/serving/3", without_kd=True,
+        num_steps=5, mixed_precision=True)
+    [(_, args, kwargs)] = calls
+    assert args == ("s.config", model.uri)
+    assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is True
+    assert kwargs["report_copy"] == report.path
+    assert metrics.metadata == {"eval_auc": 0.71, "loss": 0.4}
