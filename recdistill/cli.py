@@ -85,7 +85,8 @@ def _sample_data(args):
     from recdistill.data import sample
 
     rows = {"rows": args.rows} if args.rows else {}
-    result = sample.write_sample_data(args.out, seed=args.seed, **rows)
+    result = sample.write_sample_data(args.out, seed=args.seed, overwrite=args.overwrite,
+                                      **rows)
     print(json.dumps({k: str(v) for k, v in vars(result).items()}, indent=2))
 
 
@@ -197,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="total impressions (default: the sample's 50,000); the last 20%% "
                         "(by time) form eval.csv")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in --out whose content differs (an edited config, "
+                        "another seed); without it they are refused and nothing is written")
     p.set_defaults(func=_sample_data)
 
     p = verb("train", help="train the model a config describes (kd included)")

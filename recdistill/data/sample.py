@@ -311,7 +311,8 @@ def render_configs(features: Sequence[Feature], *, batch_size: int, num_steps: i
     }
 
 
-def _write_csv(path: str, columns: Mapping[str, np.ndarray], names: Sequence[str]) -> None:
+def _csv_text(path: str, columns: Mapping[str, np.ndarray], names: Sequence[str]) -> str:
+    """The headerless CSV ``path`` will hold (``path`` names the file in errors)."""
     missing = [n for n in names if n not in columns]
     if missing:
         raise ValueError(f"{path}: columns {missing} are declared as features but missing from the "
@@ -324,19 +325,53 @@ def _write_csv(path: str, columns: Mapping[str, np.ndarray], names: Sequence[str
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise ValueError(f"{path}: row {row} column {name!r} contains the CSV separator ',', "
                                  f"got {frame[name].iloc[row]!r}. Replace it before writing.")
-    frame.to_csv(path, header=False, index=False, lineterminator="\n")
+    return frame.to_csv(header=False, index=False, lineterminator="\n")
+
+
+def _write_files(texts: Mapping[str, str], overwrite: bool) -> None:
+    """Writes ``path -> text``, each file whole (temp + rename).
+
+    A file that exists with other content is someone's edit (a tuned config, curated rows):
+    it is replaced only with ``overwrite``; rewriting identical content is always fine, so a
+    rerun with the same seed needs no flag.
+
+    Raises:
+        FileExistsError: files with other content exist and ``overwrite`` is False; nothing
+            is written then.
+    """
+    changed = []
+    for path, text in texts.items():
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                if f.read() != text:
+                    changed.append(path)
+    if changed and not overwrite:
+        raise FileExistsError(
+            f"{', '.join(changed)}: exist with other content (edited, or another seed/size) and "
+            "would be overwritten. Write the sample to another folder (--out), or pass "
+            "--overwrite to replace them.")
+    for path in changed:
+        logger.warning("Overwriting %s", path)
+    for path, text in texts.items():
+        staging = f"{path}.tmp-{os.getpid()}"
+        with open(staging, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(staging, path)
 
 
 def write_dataset(out_dir: str, features: Sequence[Feature], train: Mapping[str, np.ndarray],
                   eval: Mapping[str, np.ndarray], *, batch_size: int,
-                  epochs: int = 10, teacher_epochs: int = 3) -> SampleData:
+                  epochs: int = 10, teacher_epochs: int = 3,
+                  overwrite: bool = False) -> SampleData:
     """Writes train.csv, eval.csv and the three configs of one dataset into ``out_dir``.
 
     The CSVs have no header and hold ``features`` in order, then ``clk`` (EasyRec CSVInput:
     column order = input_fields), so every config reads them as they are.
 
     Args:
-        out_dir: local folder, created if missing; existing files of the same names are replaced.
+        out_dir: local folder, created if missing. Existing files of the same names are
+            replaced when their content is what this call writes (a rerun), else only with
+            ``overwrite``.
         features: the feature columns in file order (see ``render_configs``).
         train, eval: column name -> values (one array per feature, plus ``clk``), rows in order.
         batch_size: data_config.batch_size of the configs.
@@ -352,6 +387,7 @@ def write_dataset(out_dir: str, features: Sequence[Feature], train: Mapping[str,
 
     Raises:
         ValueError: if a column is missing or a string value contains the separator ','.
+        FileExistsError: a file of another content is in the way and ``overwrite`` is False.
     """
     os.makedirs(out_dir, exist_ok=True)
     out_dir = os.path.abspath(out_dir)
@@ -364,15 +400,14 @@ def write_dataset(out_dir: str, features: Sequence[Feature], train: Mapping[str,
                        teacher_config=os.path.join(out_dir, TEACHER_CONFIG),
                        student_config=os.path.join(out_dir, STUDENT_CONFIG),
                        student_nokd_config=os.path.join(out_dir, STUDENT_NOKD_CONFIG))
-    _write_csv(paths.train_path, train, names)
-    _write_csv(paths.eval_path, eval, names)
-    texts = render_configs(features, batch_size=batch_size,
-                           num_steps=max(1, epochs * steps_per_epoch),
-                           teacher_num_steps=max(1, teacher_epochs * steps_per_epoch))
-    for key, path in (("teacher", paths.teacher_config), ("student", paths.student_config),
-                      ("student_nokd", paths.student_nokd_config)):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(texts[key])
+    configs = render_configs(features, batch_size=batch_size,
+                             num_steps=max(1, epochs * steps_per_epoch),
+                             teacher_num_steps=max(1, teacher_epochs * steps_per_epoch))
+    _write_files({paths.train_path: _csv_text(paths.train_path, train, names),
+                  paths.eval_path: _csv_text(paths.eval_path, eval, names),
+                  paths.teacher_config: configs["teacher"],
+                  paths.student_config: configs["student"],
+                  paths.student_nokd_config: configs["student_nokd"]}, overwrite)
     logger.info("Wrote %d train and %d eval rows and three configs to %s", n_train,
                 len(eval[LABEL]), out_dir)
     return paths
@@ -565,7 +600,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def write_sample_data(out_dir: str, *, rows: int = DEFAULT_ROWS, eval_fraction: float = 0.2,
-                      seed: int = 0) -> SampleData:
+                      seed: int = 0, overwrite: bool = False) -> SampleData:
     """Writes the synthetic sample (see ``generate_sample``) and its three configs to ``out_dir``.
 
     Args:
@@ -573,10 +608,11 @@ def write_sample_data(out_dir: str, *, rows: int = DEFAULT_ROWS, eval_fraction: 
         rows: total impressions; the default (40,000 train / 10,000 eval) trains in seconds.
         eval_fraction: the last fraction of rows (by time) that form eval.csv.
         seed: the same seed writes byte-identical files.
+        overwrite: replace files of other content (see ``write_dataset``).
 
     Returns:
         The written paths.
     """
     sample = generate_sample(rows, eval_fraction=eval_fraction, seed=seed)
     return write_dataset(out_dir, SAMPLE_FEATURES, sample.split("train"), sample.split("eval"),
-                         batch_size=256)
+                         batch_size=256, overwrite=overwrite)

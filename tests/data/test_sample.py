@@ -227,3 +227,20 @@ def test_write_dataset_names_the_row_with_a_separator_inside_a_value(tmp_path):
     train["category"][7] = "a,b"
     with pytest.raises(ValueError, match="row 7 column 'category'.*'a,b'"):
         sample.write_dataset(str(tmp_path), sample.SAMPLE_FEATURES, train, train, batch_size=8)
+
+
+def test_rewriting_never_replaces_edited_files_unless_told(tmp_path):
+    out = str(tmp_path / "s")
+    written = sample.write_sample_data(out, rows=500, seed=1)
+    sample.write_sample_data(out, rows=500, seed=1)  # a rerun: same bytes, no flag needed
+    with open(written.student_config, "a", encoding="utf-8") as f:
+        f.write("# my tuning\n")
+    edited = open(written.student_config, encoding="utf-8").read()
+    train_before = open(written.train_path, encoding="utf-8").read()
+    with pytest.raises(FileExistsError, match=r"student\.config: exist with other content.*"
+                                              r"--overwrite"):
+        sample.write_sample_data(out, rows=500, seed=2)
+    assert open(written.student_config, encoding="utf-8").read() == edited
+    assert open(written.train_path, encoding="utf-8").read() == train_before  # nothing written
+    sample.write_sample_data(out, rows=500, seed=1, overwrite=True)
+    assert "# my tuning" not in open(written.student_config, encoding="utf-8").read()

@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from recdistill import cli, evaluation, exported, push  # noqa: E402
 from recdistill.config import load_config  # noqa: E402
+from recdistill.data import sample  # noqa: E402
 
 import toy_models  # noqa: E402
 
@@ -71,6 +72,9 @@ CASES = [
          2, "must be in [0, 1], got 1.5", ("{tmp}/soft",)),
     Case("sample-data-negative-rows", ("sample-data", "--out", "{tmp}/sample", "--rows", "-3"),
          2, "argument --rows: must be >= 1, got -3", ("{tmp}/sample",)),
+    Case("sample-data-over-edited-files", ("sample-data", "--out", "{ws}/edited_sample",
+                                           "--rows", "300", "--seed", "9"),
+         2, "exist with other content", ("{ws}/edited_sample",)),
     Case("unknown-verb", ("trian", "--config", "{ws}/student.config"),
          2, "invalid choice: 'trian'"),
     # ------------------------------------------------ configs
@@ -170,6 +174,9 @@ def workspace(tmp_path_factory):
     (ws / "a_file").write_text("a user's file")
     (ws / "user_folder").mkdir()
     (ws / "user_folder" / "notes.txt").write_text("keep me")
+    edited = sample.write_sample_data(str(ws / "edited_sample"), rows=300, seed=8)
+    with open(edited.student_config, "a", encoding="utf-8") as f:
+        f.write("# my tuning\n")
     model = toy_models.save_linear(ws / "student", 1.3, -0.2, 0.1)
     toy_models.save_linear(ws / "other", 0.5)
     toy_models.save_linear(ws / "nan", float("nan"))
