@@ -375,3 +375,13 @@ def test_in_training_eval_reads_an_eval_table_with_or_without_soft_labels(data):
     raw = KerasEvaluator(cfg, model, data.eval_path)()
     assert KerasEvaluator(cfg, model, with_soft)() == raw
     assert 0.0 < raw["eval_auc"] < 1.0
+
+
+def test_a_bad_eval_table_fails_before_the_first_step(data, tmp_path):
+    cfg = _config(data.student_config)
+    bad_eval = tmp_path / "eval_missing_a_column.csv"
+    lines = open(data.eval_path).read().splitlines()
+    bad_eval.write_text("".join(",".join(line.split(",")[1:]) + "\n" for line in lines))
+    with pytest.raises(ValueError, match="eval_missing_a_column.csv"):
+        training.train(cfg, eval_uri=str(bad_eval), model_dir=str(tmp_path / "m"), num_steps=5)
+    assert not glob.glob(str(tmp_path / "m" / "ckpt*"))

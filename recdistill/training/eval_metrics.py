@@ -34,6 +34,9 @@ class KerasEvaluator:
         self._cfg = cfg
         # An eval table may carry the soft-label columns (what an EasyRec user has) or not.
         self._optional = config_lib.soft_label_fields(cfg)
+        # Built before the first step, so a bad eval table fails now, not after training.
+        datasets.check_inputs(eval_uri, cfg, columns=model.input_columns,
+                              labels=self.label_names, optional_fields=self._optional)
         self._predict = tf.function(lambda features: model(features, training=False))
 
     def __call__(self) -> dict:
