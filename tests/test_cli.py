@@ -20,7 +20,9 @@ def test_verbs_chain_from_sample_data_to_a_pushed_model(tmp_path, capsys):
 
     out = json.loads(_run(capsys, "train", "--config", sample["teacher_config"],
                           "--model-dir", teacher_dir, "--num-steps", 40))
-    assert out["steps"] == 40 and os.path.exists(os.path.join(out["export_dir"], "saved_model.pb"))
+    # The sample teacher stops early at its best eval AUC, so 40 steps is an upper bound.
+    assert 0 < out["steps"] <= 40
+    assert os.path.exists(os.path.join(out["export_dir"], "saved_model.pb"))
 
     soft = tmp_path / "soft"
     stats = json.loads(_run(capsys, "soft-labels", "--teacher", teacher_dir, "--input",

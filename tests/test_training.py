@@ -216,7 +216,7 @@ def _multi_task_config(data, tmp_path):
             frame["kd_cvr"] = -frame["price"] / 50.0
         frame.to_csv(out / f"{split}.csv", header=False, index=False)
     cfg = config_lib.load_config(config_lib.to_text(teacher))
-    cfg.train_config.ClearField("early_stopping")  # the losses over every step are the point
+    cfg.train_config.ClearField("early_stopping")  # all 120 steps, for the loss curves
     cfg.train_input_path = str(out / "train.csv")
     cfg.eval_input_path = str(out / "eval.csv")
     for name, kind in (("cvr", "INT32"), ("kd_ctr", "DOUBLE"), ("kd_cvr", "DOUBLE")):

@@ -179,12 +179,12 @@ def _render(*, model_block: str, columns: Sequence[Feature], features: Sequence[
             train_path: str, eval_path: str, model_dir: str, batch_size: int,
             num_steps: int, early_stopping: bool = False) -> str:
     labels = f"'{LABEL}', '{SOFT_LABEL}'" if soft_label else f"'{LABEL}'"
-    # The teacher is evaluated twice per epoch and exported at its best eval AUC, so it
-    # stops before it memorises the rows it then labels (issue 11).
+    # The teacher is evaluated about once per epoch (it trains 3 by default) and exported at
+    # its best eval AUC, so it stops before it memorises the rows it then labels (issue 11).
     stopping = ("  early_stopping {\n"
                 "    metric: 'auc'\n"
                 "    patience: 2\n"
-                f"    eval_every_steps: {max(1, num_steps // 6)}\n"
+                f"    eval_every_steps: {max(1, num_steps // 3)}\n"
                 "  }\n") if early_stopping else ""
     return (
         f"train_input_path: '{train_path}'\n"
