@@ -21,9 +21,12 @@ def generate_soft_labels(teacher: Input[Model], config: str, train_data: Input[D
       train_data: the training table.
       run_date: the run's date; part of the cache key.
       soft_labels: the training table with one soft-label column per kd block, and stats.json.
-      stats: rows read, written and rejected, and ``teacher_auc_<column>``: the teacher's AUC
-        against the hard label on the rows it scored, per soft-label column (suffixed
-        ``_<label>`` when the config has several hard labels).
+      stats: rows read, written and rejected; per soft-label column ``teacher_auc_<column>``
+        (the teacher's AUC against the hard label on the rows it scored),
+        ``teacher_eval_auc_<column>`` (its AUC on its own eval data) and
+        ``teacher_auc_gap_<column>``, each suffixed ``_<label>`` when the config has several
+        hard labels; and ``soft_labels_repeat_clicks`` (1 when the leak guard found the
+        teacher far better on the scored rows than on its eval data).
       runner: Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...
       beam_args: extra Beam pipeline options, e.g. ["--project=p", "--region=r"].
       max_bad_rows_fraction: share of malformed rows sent to the dead-letter output before
@@ -34,12 +37,5 @@ def generate_soft_labels(teacher: Input[Model], config: str, train_data: Input[D
     result = steps.generate_soft_labels(teacher.uri, config, train_data.uri, soft_labels.uri,
                                         runner=runner, beam_args=beam_args,
                                         max_bad_rows_fraction=max_bad_rows_fraction)
-    for key in ("rows_read", "rows_written", "rows_rejected"):
-        stats.log_metric(key, result[key])
-    # stats.json keeps the teacher's AUC per soft-label column and hard label:
-    # soft_labels.<column>.teacher_auc.<label> (None where the label is not binary).
-    for column, facts in sorted(result["soft_labels"].items()):
-        aucs = {label: auc for label, auc in facts["teacher_auc"].items() if auc is not None}
-        for label, auc in sorted(aucs.items()):
-            stats.log_metric(f"teacher_auc_{column}" + (f"_{label}" if len(aucs) > 1 else ""),
-                             auc)
+    for key, value in sorted(steps.soft_label_metrics(result).items()):
+        stats.log_metric(key, value)
