@@ -308,3 +308,31 @@ def test_session_grouped_batches_keep_each_session_in_one_batch(data, caplog):
     soft = np.concatenate([values for _, values in batches])
     assert sorted(soft.tolist()) == sorted(float(np.float32(v)) for v in columns["kd_soft"])
     assert "of sessions kept whole" in caplog.text and "100.0%" in caplog.text
+
+
+def test_an_s3_table_streams_shard_by_shard_with_the_same_rows(data, s3_bucket, monkeypatch):
+    """Training input from an object store: the same rows in order as from local disk, while
+    no more than two shards are ever on local disk (nothing is downloaded whole first)."""
+    from recdistill.data import filesystems
+
+    cfg, shards, columns = data
+    lines = [line for path in sorted(filesystems.expand(shards))
+             for line in open(path, encoding="utf-8").read().splitlines(keepends=True)]
+    remote = filesystems.join(s3_bucket, "train")
+    for index, part in enumerate(np.array_split(np.arange(len(lines)), 4)):
+        with filesystems.open_output(filesystems.join(remote, f"part-{index}.csv")) as f:
+            f.write("".join(lines[i] for i in part).encode())
+    downloaded, most = [], [0]
+    real = filesystems.local_shards
+
+    def watched(uris, ahead=1):
+        for path in real(uris, ahead):
+            downloaded.append(path)
+            most[0] = max(most[0], sum(os.path.exists(p) for p in downloaded))
+            yield path
+
+    monkeypatch.setattr(filesystems, "local_shards", watched)
+    dataset = datasets.make_dataset(remote, cfg, columns=FEATURES, labels=LABELS, batch_size=7,
+                                    shuffle=False, num_epochs=1)
+    _check_values(*_collect(dataset), columns)
+    assert len(downloaded) == 8 and most[0] <= 2, (downloaded, most)  # check pass + read pass

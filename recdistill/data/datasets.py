@@ -18,8 +18,10 @@ Speed matters more than elegance here: per-row Python or per-row tf.data work wo
 input the bottleneck. CSV and TFRecord lines are batched first and decoded per batch
 (``tf.io.decode_csv`` / ``tf.io.parse_example`` on ``[B]`` strings), shards are read in
 parallel with ``interleave``, and everything is prefetched. Parquet is read by pyarrow in
-column batches. ``gs://`` inputs are staged locally with ``filesystems.localize`` first,
-because ``tf.io.gfile`` cannot reach every GCS endpoint (e.g. the test emulator). With a
+column batches, and so are remote shards (``gs://``, ``s3://``, ``minio://``): they stream
+through local disk one at a time (``filesystems.local_shards``: the next downloads while one
+is read, each is deleted once read), because ``tf.io.gfile`` reaches neither S3 nor every GCS
+endpoint, and a table bigger than the pod's disk must still train. With a
 ``session_column`` the needed columns are read into memory and batched whole sessions at a
 time (``recdistill.data.sessions``), for pairwise and listwise kd losses.
 
@@ -88,16 +90,17 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
     labels = list(labels)
     fmt = formats.of(config.data_config)
     optional = frozenset(optional_fields)
-    files = _local_files(uri)
+    files = _data_files(uri)
     if check:
         _check_files(files, config, columns=names, labels=labels, optional=optional)
     if session_column:
         return _session_dataset(files, config, names, labels, session_column,
                                 batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs,
                                 seed=seed, optional=optional)
-    if fmt is formats.PARQUET:
-        return _parquet_dataset(files, config, names, labels, batch_size=batch_size,
-                                shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+    if fmt is formats.PARQUET or any(filesystems.is_remote(f) for f in files):
+        # Remote shards stream through local disk one at a time (filesystems.local_shards).
+        return _arrow_dataset(files, config, names, labels, batch_size=batch_size,
+                              shuffle=shuffle, num_epochs=num_epochs, seed=seed)
     if fmt is formats.CSV:
         reader = _CsvReader(files, config, names, labels, optional)
     else:
@@ -128,7 +131,7 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
       tables.DataError: a value does not parse as its field's type, or a file is not in
         the format ``input_type`` names (naming file, line or row, field and fix).
     """
-    return _check_files(_local_files(uri), config, columns=columns, labels=labels,
+    return _check_files(_data_files(uri), config, columns=columns, labels=labels,
                         optional=frozenset(optional_fields))
 
 
@@ -137,7 +140,7 @@ def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterabl
     columns, labels = list(columns), list(labels)
     needed = columns + [name for name in labels if name not in columns]
     rows = 0
-    for path in files:
+    for path in filesystems.local_shards(files):  # remote shards one at a time, not all at once
         if os.path.getsize(path) == 0:
             logger.warning("%s is empty", path)
             continue
@@ -188,9 +191,11 @@ def _row_word(config) -> str:
     return "line" if formats.of(config.data_config) is formats.CSV else "row"
 
 
-def _local_files(uri: str) -> list:
-    """Expands ``uri`` to data files (FileNotFoundError when none) and stages gs:// ones locally."""
-    return [filesystems.localize(f) for f in filesystems.expand(uri)]
+def _data_files(uri: str) -> list:
+    """The data files under ``uri`` (FileNotFoundError naming it when none): local ones as
+    paths, remote ones as URIs (read shard by shard, never all downloaded first)."""
+    return [f if filesystems.is_remote(f) else filesystems.localize(f)
+            for f in filesystems.expand(uri)]
 
 
 def _check_columns(path: str, config, needed: list, optional: frozenset) -> None:
@@ -338,8 +343,10 @@ class _TfRecordReader(_LineReader):
                 {name: tf.cast(parsed[name], tf.float32) for name in self.labels})
 
 
-def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed):
-    """Parquet shards read by pyarrow in column batches (no per-row work)."""
+def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed):
+    """Shards of any format read by pyarrow in column batches (no per-row work): Parquet, and
+    remote shards, which are downloaded one ahead and deleted once read, so training never
+    holds more than two shards on local disk."""
     dtypes = _feature_dtypes(config, columns)
     fields = list(dict.fromkeys(columns + labels))
     window = batch_size * max(1, -(-config.data_config.shuffle_buffer_size // batch_size))
@@ -350,8 +357,8 @@ def _parquet_dataset(files, config, columns, labels, *, batch_size, shuffle, num
         while num_epochs == 0 or epoch < num_epochs:
             epoch += 1
             order = rng.permutation(len(files)) if shuffle else range(len(files))
-            for index in order:
-                for batch in tables.iter_batches(files[index], config.data_config,
+            for path in filesystems.local_shards([files[index] for index in order]):
+                for batch in tables.iter_batches(path, config.data_config,
                                                  batch_size=window if shuffle else batch_size,
                                                  fields=fields):
                     features = {n: _to_numpy(batch, n, d) for n, d in dtypes.items()}
