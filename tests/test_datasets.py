@@ -336,3 +336,20 @@ def test_an_s3_table_streams_shard_by_shard_with_the_same_rows(data, s3_bucket, 
                                     shuffle=False, num_epochs=1)
     _check_values(*_collect(dataset), columns)
     assert len(downloaded) == 8 and most[0] <= 2, (downloaded, most)  # check pass + read pass
+
+
+def test_a_remote_eval_table_may_lack_the_soft_label_columns(data, s3_bucket):
+    from recdistill.data import filesystems
+
+    cfg, shards, columns = data
+    raw = "".join(",".join(line.split(",")[:-1]) + "\n"  # kd_soft is the last column
+                  for path in sorted(filesystems.expand(shards))
+                  for line in open(path, encoding="utf-8").read().splitlines())
+    remote = filesystems.join(s3_bucket, "eval.csv")
+    with filesystems.open_output(remote) as f:
+        f.write(raw.encode())
+    dataset = datasets.make_dataset(remote, cfg, columns=FEATURES, labels=["clk"], batch_size=7,
+                                    shuffle=False, num_epochs=1, optional_fields=["kd_soft"])
+    features, labels = _collect(dataset)
+    assert features["user_id"].astype(str).tolist() == columns["user_id"]
+    np.testing.assert_array_equal(labels["clk"], np.array(columns["clk"], np.float32))

@@ -100,7 +100,8 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
     if fmt is formats.PARQUET or any(filesystems.is_remote(f) for f in files):
         # Remote shards stream through local disk one at a time (filesystems.local_shards).
         return _arrow_dataset(files, config, names, labels, batch_size=batch_size,
-                              shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+                              shuffle=shuffle, num_epochs=num_epochs, seed=seed,
+                              optional=optional)
     if fmt is formats.CSV:
         reader = _CsvReader(files, config, names, labels, optional)
     else:
@@ -343,7 +344,8 @@ class _TfRecordReader(_LineReader):
                 {name: tf.cast(parsed[name], tf.float32) for name in self.labels})
 
 
-def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed):
+def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed,
+                   optional):
     """Shards of any format read by pyarrow in column batches (no per-row work): Parquet, and
     remote shards, which are downloaded one ahead and deleted once read, so training never
     holds more than two shards on local disk."""
@@ -360,7 +362,7 @@ def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_e
             for path in filesystems.local_shards([files[index] for index in order]):
                 for batch in tables.iter_batches(path, config.data_config,
                                                  batch_size=window if shuffle else batch_size,
-                                                 fields=fields):
+                                                 fields=fields, optional_fields=optional):
                     features = {n: _to_numpy(batch, n, d) for n, d in dtypes.items()}
                     targets = {n: _to_numpy(batch, n, tf.float32) for n in labels}
                     rows = np.arange(batch.num_rows)
