@@ -17,6 +17,7 @@ import warnings
 from kfp import local
 
 from pipelines.kd_pipeline import PIPELINE_NAME, kd_pipeline
+from recdistill.data import filesystems
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
               teacher_config: str | None = None, teacher_uri: str = "",
               train_data: str | None = None, eval_data: str | None = None,
               thresholds: str | None = None, num_steps: int = 0,
-              run_date: str | None = None, runner=None) -> LocalRun:
+              run_date: str | None = None, runner=None,
+              serving_dir: str | None = None) -> LocalRun:
     """Runs the pipeline with kfp.local (by default its SubprocessRunner).
 
     Args:
@@ -65,6 +67,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
       runner: a kfp.local runner, e.g. ``docker_runner()`` to run each step in its image.
         DockerRunner mounts only the pipeline root, so then ``workdir`` itself is the
         pipeline root and the sample data and serving folder are inside it.
+      serving_dir: the push destination (default ``<workdir>/serving``); any store the
+        library reaches (``gs://``, ``s3://``, ``minio://``), as on a cluster.
 
     Raises:
       ValueError: a user config was given without its data.
@@ -80,7 +84,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
     elif not (train_data and eval_data and (teacher_config or teacher_uri)):
         raise ValueError("with --student-config also pass --train, --eval and --teacher-config "
                          "(or --teacher to reuse an exported teacher)")
-    serving = work / "serving"
+    serving = serving_dir or str(work / "serving")
     docker = isinstance(runner, local.DockerRunner)
     root = work if docker else work / "pipeline_root"
     # Each step is a subprocess that imports TensorFlow; keep its C++ start-up noise (CUDA
@@ -101,7 +105,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
             _share_with_containers(work)
         kd_pipeline(student_config=student_config, teacher_config=teacher_config or "",
                     teacher_uri=teacher_uri, train_data=train_data, eval_data=eval_data,
-                    push_destination=str(serving), thresholds=thresholds or "",
+                    push_destination=serving, thresholds=thresholds or "",
                     num_steps=num_steps,
                     run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime(
                         "%Y-%m-%d"))
@@ -133,14 +137,14 @@ def _share_with_containers(work: pathlib.Path) -> None:
         folder.chmod(folder.stat().st_mode | 0o070)
 
 
-def _summarize(run_dir: pathlib.Path, serving: pathlib.Path, seconds: float) -> LocalRun:
+def _summarize(run_dir: pathlib.Path, serving: str, seconds: float) -> LocalRun:
     artifacts = {f"{task.name}/{output.name}": str(output)
                  for task in sorted(run_dir.iterdir()) if task.is_dir()
                  for output in sorted(task.iterdir()) if output.name != "executor_output.json"}
     metrics_file = run_dir / "evaluate" / "evaluation" / METRICS_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return LocalRun(run_dir=str(run_dir), artifacts=artifacts, metrics=metrics,
-                    serving_dir=str(serving), seconds=seconds)
+                    serving_dir=serving, seconds=seconds)
 
 
 def format_summary(run: LocalRun) -> str:
@@ -167,7 +171,9 @@ def format_summary(run: LocalRun) -> str:
     blessing = run.metrics.get("blessing", {})
     lines.append(f"  blessed: {run.metrics.get('blessed')} "
                  f"({'; '.join(blessing.get('reasons', []))})")
-    versions = sorted(os.listdir(run.serving_dir)) if os.path.isdir(run.serving_dir) else []
+    versions = [name for name in (filesystems.listdir(run.serving_dir)
+                                  if filesystems.exists(run.serving_dir) else [])
+                if not name.startswith(".")]  # push's claims and staging folders
     lines += ["", f"serving folder {run.serving_dir}: {', '.join(versions) or 'empty'}",
               f"report: {run.artifacts.get('evaluate/report', '-')}"]
     return "\n".join(lines)
