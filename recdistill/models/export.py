@@ -9,6 +9,12 @@ embeddings for DSSM):
   ``FixedLenFeature`` per input column (missing values take the field's ``default_val``, else
   0 / "").
 
+A model with ``tower_signatures()`` (DSSM) also gets one signature per tower
+(``user_embedding``, ``item_embedding``) that takes only that tower's columns, so a
+pre-ranking server precomputes item embeddings and computes the user one per request; its
+``two_tower_metadata()`` (signature names, inputs, similarity, learned scale and bias) is
+recorded as ``two_tower`` in ``recdistill.json``.
+
 The export is written inside ``filesystems.atomic_dir(export_path)``, so a reader never sees
 a half-written export; for ``gs://`` it is written to a local folder first and copied, so
 no ``tf.io.gfile`` access to the bucket is needed (it cannot reach the GCS emulator).
@@ -38,14 +44,35 @@ def _dummy_batch(input_columns: Mapping[str, tf.DType]) -> dict:
             for name, dtype in input_columns.items()}
 
 
+def _input_specs(columns: Mapping[str, tf.DType]) -> dict:
+    return {name: tf.TensorSpec([None], dtype, name=name) for name, dtype in columns.items()}
+
+
+def _float32(outputs: Mapping[str, tf.Tensor]) -> dict:
+    return {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
+
+
+def _tower_endpoint(columns: Mapping[str, tf.DType], embed):
+    """A serving function over ``columns`` only, returning ``embed``'s outputs as float32."""
+    @tf.function(input_signature=[_input_specs(columns)])
+    def endpoint(features):
+        return _float32(embed(features, training=False))
+    return endpoint
+
+
+def _tower_signatures(model: keras.Model) -> dict:
+    """``model.tower_signatures()`` if it serves its towers apart (DSSM), else ``{}``."""
+    towers = getattr(model, "tower_signatures", None)
+    return towers() if towers else {}
+
+
 def _archive(model: keras.Model) -> keras.export.ExportArchive:
-    """An ExportArchive tracking ``model`` with both endpoints."""
-    input_specs = {name: tf.TensorSpec([None], dtype, name=name)
-                   for name, dtype in model.input_columns.items()}
+    """An ExportArchive tracking ``model`` with both endpoints (plus one per served tower)."""
+    input_specs = _input_specs(model.input_columns)
     example_spec = features_lib.example_spec(model.pipeline_config, model.input_columns)
 
     def predict(features):
-        return {k: tf.cast(v, tf.float32) for k, v in model(features, training=False).items()}
+        return _float32(model(features, training=False))
 
     @tf.function(input_signature=[input_specs])
     def serving_default(features):
@@ -60,6 +87,8 @@ def _archive(model: keras.Model) -> keras.export.ExportArchive:
     archive.track(model)
     archive.add_endpoint(exported.SERVING_SIGNATURE, serving_default)
     archive.add_endpoint(exported.EXAMPLES_SIGNATURE, predict_examples)
+    for name, (columns, embed) in _tower_signatures(model).items():
+        archive.add_endpoint(name, _tower_endpoint(columns, embed))
     return archive
 
 
@@ -77,8 +106,8 @@ def export_model(model: keras.Model, export_path: str, metadata: Mapping[str, An
       export_path: the export folder (local or gs://), usually
         ``recdistill.exported.export_dir(model_dir)``; replaced atomically.
       metadata: caller's metadata (label_fields, config text, training metrics, ...); this
-        adds ``model_class``, ``inputs`` (name -> dtype name), ``outputs``, ``signatures`` and
-        ``versions``.
+        adds ``model_class``, ``inputs`` (name -> dtype name), ``outputs``, ``signatures``,
+        ``versions`` and, for a two-tower model, ``two_tower`` (how to combine the towers).
 
     Returns:
       ``export_path``.
@@ -110,10 +139,13 @@ def export_model(model: keras.Model, export_path: str, metadata: Mapping[str, An
         model_class=model.pipeline_config.model_config.model_class or type(model).__name__,
         inputs={name: dtype.name for name, dtype in model.input_columns.items()},
         outputs=sorted(model.prediction_names),
-        signatures=[exported.SERVING_SIGNATURE, exported.EXAMPLES_SIGNATURE],
+        signatures=[exported.SERVING_SIGNATURE, exported.EXAMPLES_SIGNATURE,
+                    *_tower_signatures(model)],
         versions={"recdistill": recdistill.__version__, "tensorflow": tf.__version__,
                   "keras": keras.__version__},
     )
+    if hasattr(model, "two_tower_metadata"):
+        full_metadata["two_tower"] = model.two_tower_metadata()
     with filesystems.atomic_dir(export_path, replaces=(exported.SAVED_MODEL_FILE,)) as staging:
         if filesystems.is_remote(export_path):  # tf.io.gfile cannot reach every store
             with tempfile.TemporaryDirectory(prefix="recdistill-export-") as tmp:

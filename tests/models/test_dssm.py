@@ -115,6 +115,40 @@ def test_student_reads_only_its_groups_columns():
     assert "teacher_logits" not in model.input_columns
 
 
+def test_each_tower_runs_on_its_own_columns_and_combines_into_the_logits():
+    tf.keras.utils.set_random_seed(4)
+    model = build_model(_config())
+    model(FEATURES, training=False)
+    model.sim_w.assign([-0.5])
+    model.sim_b.assign([-1.25])
+    joint = {k: v.numpy() for k, v in model(FEATURES, training=False).items()}
+    towers = model.tower_signatures()
+    assert {name: columns for name, (columns, _) in towers.items()} == {
+        "user_embedding": {"user_id": tf.string, "age": tf.int64},
+        "item_embedding": {"item_id": tf.int64, "tags": tf.string}}
+    user = towers["user_embedding"][1]({k: FEATURES[k] for k in ("user_id", "age")})
+    item = towers["item_embedding"][1]({k: FEATURES[k] for k in ("item_id", "tags")})
+    assert sorted(user) == ["user_emb", "user_tower_emb"]
+    assert sorted(item) == ["item_emb", "item_tower_emb"]
+    np.testing.assert_allclose(user["user_emb"].numpy(), joint["user_emb"], rtol=1e-6)
+    meta = model.two_tower_metadata()
+    assert (meta["similarity"], meta["normalized"]) == ("COSINE", True)
+    assert (meta["scale"], meta["bias"]) == (0.5, -1.25)
+    assert (meta["user_inputs"], meta["item_inputs"]) == (
+        {"user_id": "string", "age": "int64"}, {"item_id": "int64", "tags": "string"})
+    np.testing.assert_allclose(
+        np.sum(user["user_emb"].numpy() * item["item_emb"].numpy(), axis=1) * meta["scale"]
+        + meta["bias"], joint["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_two_tower_metadata_without_scale_is_the_plain_inner_product():
+    cfg = _config(**{"l2_regularization: 1e-3":
+                     "l2_regularization: 1e-3 simi_func: INNER_PRODUCT scale_simi: false"})
+    meta = build_model(cfg).two_tower_metadata()
+    assert (meta["similarity"], meta["normalized"], meta["scale"], meta["bias"]) == (
+        "INNER_PRODUCT", False, 1.0, 0.0)
+
+
 def test_regularisation_losses_cover_dense_kernels_and_embeddings():
     model = build_model(_config())
     model(FEATURES)

@@ -118,6 +118,43 @@ def test_student_export_round_trip_needs_only_student_columns(tmp_path):
     assert set(metadata["versions"]) == {"recdistill", "tensorflow", "keras"}
 
 
+@pytest.mark.parametrize("simi", ["COSINE", "INNER_PRODUCT"])
+def test_two_tower_signatures_combine_into_the_joint_logits(tmp_path, simi):
+    tf.keras.utils.set_random_seed(5)
+    model = build_model(config.load_config(
+        STUDENT.replace("dssm {", f"dssm {{ simi_func: {simi}")))
+    model(_feed(model), training=False)
+    model.sim_w.assign([-1.75])  # a learned-looking scale (used as |sim_w|) and bias
+    model.sim_b.assign([0.4])
+    path = export_model(model, str(tmp_path / "export"), {})
+    loaded = tf.saved_model.load(path)
+    metadata = json.loads((tmp_path / "export" / "recdistill.json").read_text())
+    towers = metadata["two_tower"]
+    assert metadata["signatures"] == ["serving_default", "predict_examples", "user_embedding",
+                                      "item_embedding"]
+    assert towers["user_inputs"] == {"user_id": "string", "age": "int64"}
+    assert towers["item_inputs"] == {"item_id": "int64", "dense": "float32"}
+    assert (towers["similarity"], towers["normalized"]) == (simi, simi == "COSINE")
+    assert (towers["scale"], towers["bias"]) == pytest.approx((1.75, 0.4))
+
+    embeddings = {}
+    for side in ("user", "item"):
+        signature = loaded.signatures[towers[f"{side}_signature"]]
+        inputs = signature.structured_input_signature[1]
+        assert {k: v.dtype.name for k, v in inputs.items()} == towers[f"{side}_inputs"]
+        feed = {name: tf.constant(COLUMNS[name], inputs[name].dtype) for name in inputs}
+        embeddings[side] = signature(**feed)[towers[f"{side}_output"]].numpy()
+        with pytest.raises(TypeError, match="unexpected keyword argument"):  # other tower's
+            signature(**_feed(model))
+    joint = loaded.signatures["serving_default"](**_feed(model))
+    combined = (np.sum(embeddings["user"] * embeddings["item"], axis=1) * towers["scale"]
+                + towers["bias"])
+    np.testing.assert_allclose(combined, joint["logits"].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(1 / (1 + np.exp(-combined)), joint["probs"].numpy(), rtol=1e-5)
+    norms = np.linalg.norm(embeddings["user"], axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5) == (simi == "COSINE")
+
+
 def test_predict_examples_fills_missing_values_with_default_val(tmp_path):
     model = build_model(config.load_config(STUDENT))
     path = export_model(model, str(tmp_path / "export"), {})
@@ -147,6 +184,10 @@ def test_multi_task_teacher_export_replaces_an_old_export(tmp_path):
     export = exported.load_exported(str(target))
     assert sorted(export.outputs) == ["logits_ctr", "logits_cvr", "probs_ctr", "probs_cvr"]
     assert "privileged" in export.inputs and "dense" not in export.inputs
+    metadata = exported.read_metadata(str(target))
+    assert metadata["signatures"] == ["serving_default", "predict_examples"]
+    assert "two_tower" not in metadata
+    assert "user_embedding" not in tf.saved_model.load(str(target)).signatures
     _check_outputs(export.predict(COLUMNS), want)
     loaded = tf.saved_model.load(str(target))
     examples = _serialize(_rows(["user_id", "age", "item_id", "privileged"]))
