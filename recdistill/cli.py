@@ -22,10 +22,6 @@ logger = logging.getLogger("recdistill")
 
 
 DEBUG_ENV = "RECDISTILL_DEBUG"
-#: The soft-label job's default runner. "DirectRunner" is Beam's SwitchingDirectRunner, which
-#: first tries Prism and downloads its binary from GitHub on every run; FnApiRunner is the
-#: in-process runner it falls back to, chosen here so a local run never reaches out.
-SOFT_LABEL_RUNNER = "FnApiRunner"
 
 
 def _int_at_least(minimum: int):
@@ -224,10 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=_folder,
                    help="folder for the labelled shards and stats.json")
     p.add_argument("--config", required=True, help="the student's config")
-    p.add_argument("--runner", default=SOFT_LABEL_RUNNER,
-                   help=f"Beam runner (default {SOFT_LABEL_RUNNER}: in-process, the runner "
-                        "DirectRunner falls back to, without DirectRunner first trying to "
-                        "download the Prism binary); e.g. DataflowRunner, FlinkRunner")
+    p.add_argument("--runner", default="DirectRunner",
+                   help="Beam runner (default DirectRunner, run in-process as FnApiRunner so it "
+                        "never downloads the Prism binary); e.g. DataflowRunner, FlinkRunner")
     p.add_argument("--max-bad-rows-fraction", type=_fraction, default=0.0,
                    help="fraction of rows that may be rejected (dead letters) before the job "
                         "fails, in [0, 1] (default 0: fail on the first bad row)")
