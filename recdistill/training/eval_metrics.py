@@ -34,7 +34,8 @@ class KerasEvaluator:
         self._cfg = cfg
         # An eval table may carry the soft-label columns (what an EasyRec user has) or not.
         self._optional = config_lib.soft_label_fields(cfg)
-        # Built before the first step, so a bad eval table fails now, not after training.
+        # Checked once, before the first step, so a bad eval table fails now, not after
+        # training; each evaluation then reads it without checking it again.
         datasets.check_inputs(eval_uri, cfg, columns=model.input_columns,
                               labels=self.label_names, optional_fields=self._optional)
         self._predict = tf.function(lambda features: model(features, training=False))
@@ -44,7 +45,7 @@ class KerasEvaluator:
         dataset = datasets.make_dataset(self.eval_uri, self._cfg,
                                         columns=self.model.input_columns,
                                         labels=self.label_names, batch_size=_EVAL_BATCH_SIZE,
-                                        shuffle=False, num_epochs=1,
+                                        shuffle=False, num_epochs=1, check=False,
                                         optional_fields=self._optional)
         targets = self.model.targets
         logits = {pred: [] for pred, _, _ in targets}
