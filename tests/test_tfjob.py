@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -402,3 +403,51 @@ def test_early_stopping_is_refused_on_several_workers(student_config):
 def test_steps_refuse_a_worker_count_that_is_not_a_whole_number_from_1(data, workers):
     with pytest.raises(ValueError, match="must be a whole number >= 1"):
         steps.train_model(data.student_config, "m", workers=workers)
+
+
+# --- the step's dispatch: in the pod or on a TFJob ---------------------------------------------
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replaces in-pod training and the TFJob path by recorders: {"pod": [...], "tfjob": [...]}."""
+    from recdistill import training
+
+    calls = {"pod": [], "tfjob": []}
+    result = types.SimpleNamespace(export_dir="e", metrics={})
+    monkeypatch.setattr(training, "train",
+                        lambda cfg, **kw: calls["pod"].append((cfg, kw)) or result)
+    monkeypatch.setattr(tfjob, "train_with_tfjob",
+                        lambda *a, **kw: calls["tfjob"].append((a, kw)) or result)
+    return calls
+
+
+def test_one_worker_trains_in_the_steps_pod_as_before(data, recorded):
+    steps.train_model(data.student_config, "s3://bkt/m", num_steps=3)
+    assert len(recorded["pod"]) == 1 and recorded["tfjob"] == []
+    assert recorded["pod"][0][1]["model_dir"] == "s3://bkt/m"
+
+
+def test_several_workers_submit_a_tfjob_with_the_steps_arguments(data, recorded):
+    steps.train_model(data.student_config, "s3://bkt/m", train_uri="s3://bkt/t",
+                      eval_uri="s3://bkt/e", warm_start="s3://bkt/serving/2", without_kd=True,
+                      num_steps=9, mixed_precision=True, workers=3)
+    assert recorded["pod"] == []
+    [((cfg, config_uri, model_dir, workers), kwargs)] = recorded["tfjob"]
+    assert (config_uri, model_dir, workers) == (data.student_config, "s3://bkt/m", 3)
+    assert not cfg.model_config.kd  # the baseline's config: without_kd applied before the checks
+    assert kwargs == dict(train_uri="s3://bkt/t", eval_uri="s3://bkt/e",
+                          warm_start="s3://bkt/serving/2", without_kd=True, num_steps=9,
+                          mixed_precision=True)
+
+
+def test_a_gbdt_trains_in_the_pod_whatever_the_worker_count(data, recorded, tmp_path, caplog):
+    cfg = config_lib.load_config(data.teacher_config)
+    cfg.model_config.ClearField("dcn")
+    cfg.model_config.model_class = "GBDT"
+    cfg.model_config.gbdt.num_trees = 5
+    path = tmp_path / "gbdt.config"
+    path.write_text(config_lib.to_text(cfg))
+    caplog.set_level(logging.INFO, logger=steps.__name__)
+    steps.prepare_teacher(str(path), "s3://bkt/teacher", workers=4)
+    assert len(recorded["pod"]) == 1 and recorded["tfjob"] == []
+    assert "a GBDT trains in one process; training here, not on 4 workers" in caplog.text
