@@ -10,6 +10,7 @@ import copy
 import json
 import logging
 import os
+import pathlib
 import re
 import signal
 import subprocess
@@ -21,12 +22,14 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 
 from recdistill import config as config_lib
 from recdistill import steps
 from recdistill.training import tfjob
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAMESPACE = "kubeflow-user"
 POD = "kd-run-train-model-1234"
 IMAGE = "registry.example/recdistill-trainer:7"
@@ -89,6 +92,7 @@ class FakeCluster:
         self.jobs, self.reads = {}, {}
         self.created, self.deleted = [], []
         self.refuse = {}  # (method, "pod" | "pods" | "log" | "tfjobs") -> HTTP status
+        self.requests = []  # (method, kind) of every request
         cluster = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -139,6 +143,7 @@ class FakeCluster:
         jobs = f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs"
         kind = ("tfjobs" if url.path.startswith(jobs) else "pods" if url.path == pods
                 else "log" if url.path.endswith("/log") else "pod")
+        self.requests.append((method, kind))
         if (method, kind) in self.refuse:
             return self.reply(request, self.refuse[(method, kind)], {"kind": "Status"})
         if method == "GET" and url.path == f"{pods}/{POD}":
@@ -300,6 +305,23 @@ def test_runner_fails_with_the_jobs_reason_and_worker_logs_and_deletes_it():
     assert "--- job-bad-worker-0 (last 20 lines) ---\nworker 0 said goodbye" in message
     assert "worker 1 said goodbye" in message
     assert cluster.deleted == [("job-bad", ["Foreground"])]
+
+
+def test_the_shipped_role_grants_every_call_the_runner_makes():
+    with FakeCluster(script=(FAILED,)) as cluster:
+        cluster.jobs["job-r"] = {"metadata": {"name": "job-r"}}  # replaced: get, delete, create
+        with pytest.raises(tfjob.TFJobFailedError):
+            cluster.runner().run("job-r", ARGS, 2)
+    role, binding = yaml.safe_load_all((REPO_ROOT / "deploy" / "tfjob-rbac.yaml").read_text())
+    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    verbs = {"GET": "get", "POST": "create", "DELETE": "delete"}
+    resources = {"pod": ("", "pods"), "pods": ("", "pods"), "log": ("", "pods/log"),
+                 "tfjobs": ("kubeflow.org", "tfjobs")}
+    used = {(*resources[kind], "list" if kind == "pods" else verbs[method])
+            for method, kind in cluster.requests}
+    assert used == granted  # everything used is granted, nothing more
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
 
 
 def test_unreadable_worker_logs_do_not_hide_the_failure(caplog):
