@@ -397,10 +397,12 @@ def student_config(data):
 REMOTE = dict(train_uri="s3://bkt/train", eval_uri="s3://bkt/eval")
 
 
-def test_a_local_model_dir_is_refused_before_anything_is_submitted(student_config, tmp_path):
-    with pytest.raises(ValueError, match=r"cannot see the local path '/.*/m' \(model_dir\)\. "
-                                         r"Put it on a shared store \(gs://, s3://, minio://"):
-        tfjob.train_with_tfjob(student_config, "s3://bkt/c.config", str(tmp_path / "m"), 2,
+@pytest.mark.parametrize("model_dir", ["/tmp/m", "s3://bkt/m", "minio://mlpipeline/v2/m"])
+def test_a_model_dir_tensorflow_cannot_share_is_refused_before_submitting(student_config,
+                                                                         model_dir):
+    with pytest.raises(ValueError, match=rf"checkpoints through model_dir '{model_dir}', which "
+                                         r"TensorFlow writes itself and can only on gs://"):
+        tfjob.train_with_tfjob(student_config, "s3://bkt/c.config", model_dir, 2,
                                runner=object(), **REMOTE)
 
 
@@ -409,15 +411,15 @@ def test_a_local_model_dir_is_refused_before_anything_is_submitted(student_confi
     ({"train_uri": "s3://bkt/train"}, "eval.csv' (eval data)"),  # the config's default
 ])
 def test_a_local_input_is_refused_too(student_config, uris, what):
-    with pytest.raises(ValueError, match=re.escape(what)):
-        tfjob.train_with_tfjob(student_config, "s3://bkt/c.config", "s3://bkt/m", 2,
+    with pytest.raises(ValueError, match=re.escape(what) + r".*Put it on a shared store"):
+        tfjob.train_with_tfjob(student_config, "s3://bkt/c.config", "gs://bkt/m", 2,
                                runner=object(), **uris)
 
 
 def test_early_stopping_is_refused_on_several_workers(student_config):
     student_config.train_config.early_stopping.SetInParent()
     with pytest.raises(ValueError, match="early_stopping is single-worker only"):
-        tfjob.train_with_tfjob(student_config, "s3://bkt/c.config", "s3://bkt/m", 2,
+        tfjob.train_with_tfjob(student_config, "s3://bkt/c.config", "gs://bkt/m", 2,
                                runner=object(), **REMOTE)
 
 

@@ -17,8 +17,9 @@ jobs) and named after the model URI, so a retried step adopts the job its first 
 instead of starting a second one writing the same folder.
 
 Needs, in the cluster: the Training Operator, and RBAC for the step's service account to read
-its own pod and manage TFJobs (``deploy/tfjob-rbac.yaml``). The model URI and every input must
-be on a shared store (gs://, s3://, minio://): the workers are other pods.
+its own pod and manage TFJobs (``deploy/tfjob-rbac.yaml``). The workers are other pods, so
+every input must be on a shared store (gs://, s3://, minio://), and the model URI on one
+TensorFlow writes checkpoints to itself: gs:// (:data:`MODEL_DIR_SCHEMES`).
 
 Never imports ``kfp``.
 """
@@ -392,19 +393,30 @@ def _own_namespace() -> str:
                            "Kubernetes pod; pass the namespace or use train_workers=1.") from e
 
 
-def check_shared(uris: dict) -> None:
-    """Refuses local paths: the workers are other pods and see only shared stores.
+#: Where the workers can share ``model_dir``: TensorFlow writes and reads the checkpoints
+#: there itself (``tf.io.gfile``), and TF 2.21 has no ``s3://`` / ``minio://`` file system.
+MODEL_DIR_SCHEMES = ("gs://",)
+
+
+def check_shared(model_dir: str, inputs: dict) -> None:
+    """Refuses what the workers, other pods, could not share: a ``model_dir`` off
+    :data:`MODEL_DIR_SCHEMES`, or a local input.
 
     Args:
-      uris: what each URI is (``{"model_dir": ..., "train data": ...}``); empty ones are
-        skipped.
+      inputs: what each input is (``{"train data": uri, ...}``); empty ones are skipped.
     """
-    for what, uri in uris.items():
+    if not model_dir.startswith(MODEL_DIR_SCHEMES):
+        raise ValueError(
+            f"train_workers > 1: the workers share checkpoints through model_dir {model_dir!r}, "
+            f"which TensorFlow writes itself and can only on {', '.join(MODEL_DIR_SCHEMES)} (TF "
+            "2.21 has no s3:// or minio://; a local path is this pod's only). Use a pipeline "
+            "root on gs:// or train_workers=1.")
+    for what, uri in inputs.items():
         if uri and not filesystems.is_remote(uri):
             raise ValueError(
                 f"train_workers > 1 trains on other pods, which cannot see the local path "
-                f"{uri!r} ({what}). Put it on a shared store (gs://, s3://, minio://; for the "
-                "model: a pipeline root on one) or use train_workers=1.")
+                f"{uri!r} ({what}). Put it on a shared store (gs://, s3://, minio://) or use "
+                "train_workers=1.")
 
 
 def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
@@ -427,9 +439,9 @@ def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
         raise ValueError(f"{config_uri}: train_config.early_stopping is single-worker only, so "
                          f"it cannot train on {workers} workers. Remove early_stopping or use "
                          "train_workers=1.")
-    check_shared({"model_dir": model_dir, "config": config_uri,
-                  "train data": train_uri or cfg.train_input_path,
-                  "eval data": eval_uri or cfg.eval_input_path, "warm_start": warm_start})
+    check_shared(model_dir, {"config": config_uri, "train data": train_uri or cfg.train_input_path,
+                             "eval data": eval_uri or cfg.eval_input_path,
+                             "warm_start": warm_start})
     args = train_args(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
                       warm_start=warm_start, without_kd=without_kd, num_steps=num_steps,
                       mixed_precision=mixed_precision)
