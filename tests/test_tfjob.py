@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client as k8s
 
 from recdistill import config as config_lib
+from recdistill import exported
 from recdistill import steps
 from recdistill.training import tfjob
 
@@ -124,9 +125,9 @@ class FakeCluster:
         configuration.host = f"http://127.0.0.1:{self.server.server_address[1]}"
         return k8s.ApiClient(configuration)
 
-    def runner(self, **kwargs):
+    def runner(self, poll_seconds=0.01):
         return tfjob.TFJobRunner(self.api_client(), namespace=NAMESPACE, pod_name=POD,
-                                 poll_seconds=0.01, **kwargs)
+                                 poll_seconds=poll_seconds)
 
     def job_status(self, name):
         if self.operator:
@@ -475,3 +476,92 @@ def test_a_gbdt_trains_in_the_pod_whatever_the_worker_count(data, recorded, tmp_
     steps.prepare_teacher(str(path), "s3://bkt/teacher", workers=4)
     assert len(recorded["pod"]) == 1 and recorded["tfjob"] == []
     assert "a GBDT trains in one process; training here, not on 4 workers" in caplog.text
+
+
+# --- end to end: the manifest's command trains on 2 worker processes -------------------------
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+class LocalOperator:
+    """Runs a TFJob's Worker replicas as local processes, as the Training Operator runs pods:
+    the container's command, ``TF_CONFIG`` naming every worker, this one's index. The job
+    succeeds when worker 0 (the chief) exits 0 and fails when a worker exits otherwise."""
+
+    def __init__(self, log_dir):
+        self.log_dir, self.processes = log_dir, []
+
+    def start(self, manifest):
+        worker = manifest["spec"]["tfReplicaSpecs"]["Worker"]
+        [container] = worker["template"]["spec"]["containers"]
+        assert container["command"][:2] == ["recdistill", "train"]
+        command = [sys.executable, "-m", "recdistill.cli", *container["command"][1:]]
+        addresses = [f"127.0.0.1:{port}" for port in _free_ports(worker["replicas"])]
+        for index in range(worker["replicas"]):
+            tf_config = {"cluster": {"worker": addresses},
+                         "task": {"type": "worker", "index": index}}
+            log = open(self.log_dir / f"worker-{index}.log", "w")
+            self.processes.append(subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "TF_CONFIG": json.dumps(tf_config)}))
+
+    def status(self, name):
+        codes = [p.poll() for p in self.processes]
+        if codes[0] == 0:
+            return SUCCEEDED
+        if any(code not in (None, 0) for code in codes):
+            return FAILED
+        return status(condition("Created"), condition("Running"),
+                      active=codes.count(None), succeeded=codes.count(0))
+
+    def stop(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+
+    def logs(self):
+        return "\n".join(path.read_text() for path in sorted(self.log_dir.glob("*.log")))
+
+
+@pytest.mark.slow
+def test_a_step_with_two_workers_trains_on_the_job_and_reads_the_chiefs_result(
+        data, tmp_path, monkeypatch, caplog):
+    """steps.train_model(workers=2) the whole way: the TFJob's command runs on 2 processes
+    under MultiWorkerMirroredStrategy, the chief exports, the step reads its result and copies
+    the training report. The processes share the disk, so the model folder may be local here
+    (in a cluster it must be gs://; that check is tested above)."""
+    operator = LocalOperator(tmp_path)
+    monkeypatch.setattr(tfjob, "check_shared", lambda model_dir, inputs: None)
+    caplog.set_level(logging.INFO, logger=tfjob.__name__)
+    model_dir = str(tmp_path / "model")
+    with FakeCluster(operator=operator) as cluster:
+        runner = cluster.runner(poll_seconds=0.5)
+        monkeypatch.setattr(tfjob, "TFJobRunner", lambda: runner)
+        try:
+            result = steps.train_model(data.student_config, model_dir, train_uri=data.train_path,
+                                       eval_uri=data.eval_path, without_kd=True, num_steps=6,
+                                       workers=2, report_copy=str(tmp_path / "report.html"))
+        finally:
+            operator.stop()
+    logs = operator.logs()
+    assert logs.count("Training on 2 workers with MultiWorkerMirroredStrategy") == 2, logs[-3000:]
+    assert result.steps == 6 and 0.0 <= result.metrics["eval_auc"] <= 1.0, logs[-3000:]
+    assert result.export_dir == os.path.join(model_dir, "export")
+    assert "loss" in result.metrics
+    written = exported.read_metadata(result.export_dir)
+    assert result.metrics["eval_auc"] == written["eval_metrics"]["eval_auc"]
+    assert (tmp_path / "report.html").read_text().startswith("<")
+    # Only the chief wrote: no worker folder is left in the shared model folder.
+    assert not [name for name in os.listdir(model_dir) if name.startswith(".worker")]
+    assert cluster.deleted == [(tfjob.job_name(model_dir), ["Foreground"])]
+    assert "Running (Worker: 2 active" in caplog.text and "Succeeded" in caplog.text
