@@ -84,7 +84,8 @@ FAILED = status(condition("Created"), {"type": "Running", "status": "False"},
 class FakeCluster:
     """The parts of the Kubernetes API the runner uses, on loopback.
 
-    A created TFJob takes the next status of ``script`` at each read (the last one sticks);
+    A created TFJob takes the next status of ``script`` at each read (the last one sticks;
+    None: the job vanishes, as if someone deleted it);
     with ``operator`` set, that callable runs the job instead (see the slow test).
     """
 
@@ -125,9 +126,9 @@ class FakeCluster:
         configuration.host = f"http://127.0.0.1:{self.server.server_address[1]}"
         return k8s.ApiClient(configuration)
 
-    def runner(self, poll_seconds=0.01):
+    def runner(self, poll_seconds=0.01, heartbeat_seconds=60.0):
         return tfjob.TFJobRunner(self.api_client(), namespace=NAMESPACE, pod_name=POD,
-                                 poll_seconds=poll_seconds)
+                                 poll_seconds=poll_seconds, heartbeat_seconds=heartbeat_seconds)
 
     def job_status(self, name):
         if self.operator:
@@ -174,7 +175,11 @@ class FakeCluster:
         if name not in self.jobs:
             return self.reply(request, 404, {"kind": "Status", "reason": "NotFound"})
         if method == "GET":
-            return self.reply(request, 200, {**self.jobs[name], "status": self.job_status(name)})
+            job_status = self.job_status(name)
+            if job_status is None:  # someone else deleted it
+                del self.jobs[name]
+                return self.reply(request, 404, {"kind": "Status", "reason": "NotFound"})
+            return self.reply(request, 200, {**self.jobs[name], "status": job_status})
         if method == "DELETE":
             self.deleted.append((name, query.get("propagationPolicy")
                                  or json.loads(body or b"{}").get("propagationPolicy")))
@@ -297,6 +302,14 @@ def test_runner_submits_waits_logs_progress_and_deletes_a_succeeded_job(caplog):
     assert re.search(r"Succeeded \(.*\), \d+ s", text)
 
 
+@pytest.mark.parametrize("heartbeat, lines", [(60.0, 1), (0.0, 3)])
+def test_an_unchanged_state_is_logged_again_only_at_the_heartbeat(caplog, heartbeat, lines):
+    caplog.set_level(logging.INFO, logger=tfjob.__name__)
+    with FakeCluster(script=(RUNNING, RUNNING, RUNNING, SUCCEEDED)) as cluster:
+        cluster.runner(heartbeat_seconds=heartbeat).run("job-h", ARGS, 2)
+    assert caplog.text.count("job-h: Running (Worker: 2 active") == lines
+
+
 def test_runner_fails_with_the_jobs_reason_and_worker_logs_and_deletes_it():
     with FakeCluster(script=(CREATED, RUNNING, FAILED)) as cluster:
         with pytest.raises(tfjob.TFJobFailedError) as error:
@@ -306,6 +319,14 @@ def test_runner_fails_with_the_jobs_reason_and_worker_logs_and_deletes_it():
     assert "--- job-bad-worker-0 (last 20 lines) ---\nworker 0 said goodbye" in message
     assert "worker 1 said goodbye" in message
     assert cluster.deleted == [("job-bad", ["Foreground"])]
+
+
+def test_a_job_deleted_by_someone_else_fails_the_step_with_a_clear_error():
+    with FakeCluster(script=(CREATED, RUNNING, None)) as cluster:
+        with pytest.raises(RuntimeError, match=f"TFJob {NAMESPACE}/job-v disappeared while this "
+                                               f"step waited for it.*pod {POD}"):
+            cluster.runner().run("job-v", ARGS, 2)
+    assert cluster.deleted == []  # nothing left to delete
 
 
 def test_the_shipped_role_grants_every_call_the_runner_makes():

@@ -211,10 +211,13 @@ class TFJobRunner:
       pod_name: the submitting pod; default: ``KFP_POD_NAME`` (set by KFP), else ``HOSTNAME``.
       poll_seconds: between two reads of the job's status.
       heartbeat_seconds: log the state at least this often, also when it has not changed.
+      request_seconds: the longest one API call may take (a hung API server fails the step,
+        whose retry then adopts the job).
     """
 
     def __init__(self, api_client=None, *, namespace: str = "", pod_name: str = "",
-                 poll_seconds: float = 10.0, heartbeat_seconds: float = 60.0):
+                 poll_seconds: float = 10.0, heartbeat_seconds: float = 60.0,
+                 request_seconds: float = 60.0):
         from kubernetes import client
 
         self._client = api_client or _in_cluster_client()
@@ -225,6 +228,7 @@ class TFJobRunner:
             "HOSTNAME", "")
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.request_seconds = request_seconds
 
     def own_pod(self) -> dict:
         """The submitting pod as JSON (camelCase, as ``kubectl get -o json`` shows it)."""
@@ -237,7 +241,8 @@ class TFJobRunner:
 
         Raises:
           TFJobFailedError: the job failed (its reason and the workers' last log lines).
-          RuntimeError: the API refused (no Training Operator, no RBAC; the message says which).
+          RuntimeError: the API refused (no Training Operator, no RBAC; the message says
+            which), or the job was deleted while the step waited.
         """
         pod = self.own_pod()
         owner = {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"],
@@ -259,12 +264,9 @@ class TFJobRunner:
     def _submit(self, manifest: dict) -> None:
         """Creates the job; adopts one of the same name (a previous attempt of this step)
         unless it failed, in which case it is replaced."""
-        from kubernetes.client.exceptions import ApiException
-
         name = manifest["metadata"]["name"]
         try:
-            self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION,
-                       self.namespace, PLURAL, manifest, what=f"create TFJob {name}")
+            self._create(manifest)
         except _Conflict:
             existing = self._get(name)
             if job_state(existing) != "Failed":
@@ -274,20 +276,17 @@ class TFJobRunner:
             logger.info("TFJob %s/%s failed in a previous attempt (%s); replacing it",
                         self.namespace, name, _failure(existing))
             self._delete(name)
-            while True:
-                try:
-                    self._get(name)
-                except ApiException as e:
-                    if e.status == 404:
-                        break
-                    raise
+            while self._get(name, missing_ok=True):  # its pods go first (foreground)
                 time.sleep(self.poll_seconds)
-            self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION,
-                       self.namespace, PLURAL, manifest, what=f"create TFJob {name}")
+            self._create(manifest)
+        worker = manifest["spec"]["tfReplicaSpecs"]["Worker"]
         logger.info("Submitted TFJob %s/%s: %d workers of %s", self.namespace, name,
-                    manifest["spec"]["tfReplicaSpecs"]["Worker"]["replicas"],
-                    manifest["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"][
-                        "containers"][0]["image"])
+                    worker["replicas"], worker["template"]["spec"]["containers"][0]["image"])
+
+    def _create(self, manifest: dict) -> None:
+        self._call(self._custom.create_namespaced_custom_object, GROUP, VERSION,
+                   self.namespace, PLURAL, manifest,
+                   what=f"create TFJob {manifest['metadata']['name']}")
 
     def _wait(self, name: str) -> dict:
         """Polls the job until it succeeds or fails, logging each change of state and replica
@@ -295,7 +294,11 @@ class TFJobRunner:
         started = time.monotonic()
         last, last_logged = None, started
         while True:
-            job = self._get(name)
+            job = self._get(name, missing_ok=True)
+            if job is None:
+                raise RuntimeError(
+                    f"TFJob {self.namespace}/{name} disappeared while this step waited for it: "
+                    f"someone deleted it (or its owner, pod {self.pod_name}). Run the step again.")
             state = job_state(job)
             now = time.monotonic()
             shown = (state, _replicas(job))
@@ -307,20 +310,23 @@ class TFJobRunner:
                 return job
             time.sleep(self.poll_seconds)
 
-    def _get(self, name: str) -> dict:
-        return self._custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
-                                                         PLURAL, name)
+    def _get(self, name: str, *, missing_ok: bool = False) -> Optional[dict]:
+        """The job, or None when it does not exist and ``missing_ok``."""
+        try:
+            return self._call(self._custom.get_namespaced_custom_object, GROUP, VERSION,
+                              self.namespace, PLURAL, name, what=f"read TFJob {name}",
+                              absent=missing_ok)
+        except _Absent:
+            return None
 
     def _delete(self, name: str) -> None:
         """Deletes the job and (foreground) its pods; a job already gone is fine."""
-        from kubernetes.client.exceptions import ApiException
-
         try:
-            self._custom.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, propagation_policy="Foreground")
-        except ApiException as e:
-            if e.status != 404:
-                raise
+            self._call(self._custom.delete_namespaced_custom_object, GROUP, VERSION,
+                       self.namespace, PLURAL, name, what=f"delete TFJob {name}", absent=True,
+                       propagation_policy="Foreground")
+        except _Absent:
+            pass
         logger.info("Deleted TFJob %s/%s", self.namespace, name)
 
     def _worker_logs(self, name: str) -> str:
@@ -328,14 +334,15 @@ class TFJobRunner:
         best effort: a refusal is logged and named in the text, the failure stands."""
         from kubernetes.client.exceptions import ApiException
 
+        timeout = {"_request_timeout": self.request_seconds}
         try:
             pods = self._core.list_namespaced_pod(
-                self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
+                self.namespace, label_selector=f"{JOB_NAME_LABEL}={name}", **timeout).items
             parts = []
             for pod in sorted(pods, key=lambda p: p.metadata.name):
                 text = self._core.read_namespaced_pod_log(
                     pod.metadata.name, self.namespace, container=CONTAINER,
-                    tail_lines=_LOG_LINES)
+                    tail_lines=_LOG_LINES, **timeout)
                 parts.append(f"--- {pod.metadata.name} (last {_LOG_LINES} lines) ---\n{text}")
             return "\n".join(parts) or "(no worker pods left to show logs of)"
         except ApiException as e:
@@ -343,16 +350,23 @@ class TFJobRunner:
                            e.status, e.reason)
             return f"(worker logs unreadable: {e.status} {e.reason}; see deploy/tfjob-rbac.yaml)"
 
-    def _call(self, method, *args, what: str):
-        """Calls the API, turning the refusals a cluster set-up causes into errors that say
-        what to install or grant."""
+    def _call(self, method, *args, what: str, absent: bool = False, **kwargs):
+        """Calls the API with a time limit, turning the refusals a cluster set-up causes into
+        errors that say what to install or grant.
+
+        Raises:
+          _Conflict: HTTP 409 (the object exists).
+          _Absent: HTTP 404 and ``absent`` (the caller expects that it may be gone).
+        """
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return method(*args)
+            return method(*args, _request_timeout=self.request_seconds, **kwargs)
         except ApiException as e:
             if e.status == 409:
                 raise _Conflict() from e
+            if e.status == 404 and absent:
+                raise _Absent() from e
             if e.status == 403:
                 fix = ("grant the step's service account the Role in deploy/tfjob-rbac.yaml "
                        f"(kubectl apply -n {self.namespace} -f deploy/tfjob-rbac.yaml)")
@@ -365,6 +379,10 @@ class TFJobRunner:
                 fix = f"see the API server's answer: {str(e.body)[:300]}"
             raise RuntimeError(f"train_workers > 1: could not {what} in namespace "
                                f"{self.namespace}: {e.status} {e.reason}. Fix: {fix}.") from e
+
+
+class _Absent(Exception):
+    """The object does not exist (HTTP 404), where the caller allows that."""
 
 
 class _Conflict(Exception):
