@@ -29,6 +29,7 @@ from recdistill import config as config_lib
 from recdistill import exported
 from recdistill import steps
 from recdistill.training import tfjob
+from tests import loopback
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 NAMESPACE = "kubeflow-user"
@@ -501,18 +502,6 @@ def test_a_gbdt_trains_in_the_pod_whatever_the_worker_count(data, recorded, tmp_
 
 # --- end to end: the manifest's command trains on 2 worker processes -------------------------
 
-def _free_ports(count):
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 class LocalOperator:
     """Runs a TFJob's Worker replicas as local processes, as the Training Operator runs pods:
     the container's command, ``TF_CONFIG`` naming every worker, this one's index. The job
@@ -526,7 +515,7 @@ class LocalOperator:
         [container] = worker["template"]["spec"]["containers"]
         assert container["command"][:2] == ["recdistill", "train"]
         command = [sys.executable, "-m", "recdistill.cli", *container["command"][1:]]
-        addresses = [f"127.0.0.1:{port}" for port in _free_ports(worker["replicas"])]
+        addresses = [f"127.0.0.1:{port}" for port in loopback.free_ports(worker["replicas"])]
         for index in range(worker["replicas"]):
             tf_config = {"cluster": {"worker": addresses},
                          "task": {"type": "worker", "index": index}}
