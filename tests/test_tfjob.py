@@ -202,6 +202,13 @@ class FakeCluster:
 ARGS = ["recdistill", "train", "--config", "s3://b/student.config", "--model-dir", "s3://b/m"]
 
 
+def test_the_library_half_never_imports_kfp():
+    code = ("import sys, recdistill.training.tfjob; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'kfp'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # --- the manifest ---------------------------------------------------------------------------
 
 def test_worker_template_copies_the_steps_pod_and_only_its_secret_volumes():
