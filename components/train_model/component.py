@@ -27,7 +27,7 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
       mixed_precision: train in mixed_float16 (GPUs with tensor cores).
       workers: training pods. 1 trains in this step's pod; N > 1 submits a Training Operator
         TFJob of N workers shaped like this pod (image, resources, placement) into ``model``
-        (the pipeline root must be a shared store) and waits for it.
+        (the pipeline root must be on gs://) and waits for it.
     """
     from recdistill import steps
 
