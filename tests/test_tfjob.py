@@ -86,8 +86,8 @@ class FakeCluster:
     """The parts of the Kubernetes API the runner uses, on loopback.
 
     A created TFJob takes the next status of ``script`` at each read (the last one sticks;
-    None: the job vanishes, as if someone deleted it);
-    with ``operator`` set, that callable runs the job instead (see the slow test).
+    None: the job vanishes, as if someone deleted it). With ``operator`` set (a
+    :class:`LocalOperator`), that runs the job and gives its status instead.
     """
 
     def __init__(self, script=(CREATED, RUNNING, SUCCEEDED), *, operator=None):
