@@ -76,6 +76,7 @@ def kd_pipeline(
     trainer_memory: str = "16G",
     trainer_node_selector: dict = {},
     trainer_tolerations: list = [],
+    train_workers: int = 1,
     beam_cpu: str = "4",
     beam_memory: str = "16G",
     runtime_cpu: str = "1",
@@ -103,6 +104,9 @@ def kd_pipeline(
         {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
       trainer_tolerations: tolerations for the training pods, e.g. [{"key":
         "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+      train_workers: pods per training step. 1 trains in the step's pod; N > 1 makes each
+        step submit a Training Operator TFJob of N workers, each sized and placed like the
+        step (the trainer_* parameters), and wait for it (README, Scaling).
       beam_cpu: CPU request of the soft-label step (the DirectRunner uses them all; with a
         distributed runner the step only submits the job).
       beam_memory: memory request of the soft-label step.
@@ -130,7 +134,7 @@ def kd_pipeline(
     teacher = _request_gpu(
         prepare_teacher(config=teacher_config, teacher_uri=teacher_uri,
                         train_data=train_table.output, eval_data=eval_table.output,
-                        run_date=date, num_steps=num_steps),
+                        run_date=date, num_steps=num_steps, workers=train_workers),
         **{**gpu, "node_selector": placement.outputs["node_selector"]},
         gpus=placement.outputs["gpus"]).set_retry(**RETRY)
     soft_labels = _request(generate_soft_labels(
@@ -145,12 +149,12 @@ def kd_pipeline(
     student = _request_gpu(
         train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
                     eval_data=eval_table.output, run_date=date, warm_start=champion.output,
-                    num_steps=num_steps),
+                    num_steps=num_steps, workers=train_workers),
         **gpu).set_display_name("train-student").set_retry(**RETRY)
     baseline = _request_gpu(
         train_model(config=student_config, train_data=train_table.output,
                     eval_data=eval_table.output, run_date=date, without_kd=True,
-                    num_steps=num_steps),
+                    num_steps=num_steps, workers=train_workers),
         **gpu).set_display_name("train-baseline").set_retry(**RETRY)
 
     evaluation = _request(evaluate(model=student.outputs["model"], eval_data=eval_table.output,

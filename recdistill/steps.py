@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
-                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0):
+                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0,
+                    workers: int = 1):
     """Provides the teacher in ``model_dir``: copies ``teacher_uri`` if given, else trains one.
 
     Reusing an existing teacher (the production fine-ranking model) is the common case; the
@@ -38,12 +39,12 @@ def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
         logger.info("teacher: reusing %s (copied to %s)", source, target)
         return target
     return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
-                       num_steps=num_steps).export_dir
+                       num_steps=num_steps, workers=workers).export_dir
 
 
 def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                 warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-                mixed_precision: bool = False, report_copy: str = ""):
+                mixed_precision: bool = False, report_copy: str = "", workers: int = 1):
     """Trains the model the config describes (see ``recdistill.training.train``).
 
     Args:
@@ -51,15 +52,32 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
         every run trains beside the distilled one, to report the kd gain.
       warm_start: a previous export to initialise from ('' or a missing champion: from scratch).
       report_copy: also write the training report (loss curves) here (a KFP ``HTML`` file).
+      workers: > 1 trains on that many pods, a Training Operator TFJob submitted from this
+        pod (``recdistill.training.tfjob``); 1 trains here. A GBDT trains here either way.
     """
     from recdistill import training
 
     cfg = config_lib.load_config(config_uri)
     if without_kd:
         cfg = config_lib.without_kd(cfg)
-    result = training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
-                            model_dir=model_dir, warm_start=warm_start or None,
-                            num_steps=num_steps or None, mixed_precision=mixed_precision)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers (train_workers) must be a whole number >= 1, got "
+                         f"{workers!r}. Pass 1 to train in this pod.")
+    distributed = workers > 1 and cfg.model_config.model_class != "GBDT"
+    if workers > 1 and not distributed:
+        logger.info("%s: a GBDT trains in one process; training here, not on %d workers",
+                    config_uri, workers)
+    if distributed:
+        from recdistill.training import tfjob
+
+        result = tfjob.train_with_tfjob(
+            cfg, config_uri, model_dir, workers, train_uri=train_uri, eval_uri=eval_uri,
+            warm_start=warm_start, without_kd=without_kd, num_steps=num_steps,
+            mixed_precision=mixed_precision)
+    else:
+        result = training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
+                                model_dir=model_dir, warm_start=warm_start or None,
+                                num_steps=num_steps or None, mixed_precision=mixed_precision)
     if report_copy:
         filesystems.copy_tree(filesystems.join(model_dir, training.TRAINING_REPORT), report_copy)
     return result
