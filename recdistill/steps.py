@@ -10,10 +10,10 @@ This module must not import ``kfp``.
 """
 
 import logging
-from typing import Sequence
+from typing import Sequence, Union
 
 from recdistill import config as config_lib
-from recdistill import exported
+from recdistill import cross_fit, exported
 from recdistill.data import filesystems
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
 
 def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                 warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-                mixed_precision: bool = False, report_copy: str = ""):
+                mixed_precision: bool = False, report_copy: str = "",
+                exclude_fold: Sequence = ()):
     """Trains the model the config describes (see ``recdistill.training.train``).
 
     Args:
@@ -51,30 +52,62 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
         every run trains beside the distilled one, to report the kd gain.
       warm_start: a previous export to initialise from ('' or a missing champion: from scratch).
       report_copy: also write the training report (loss curves) here (a KFP ``HTML`` file).
+      exclude_fold: ``(key, K, k)``: train a cross-fitting fold teacher, without the rows of
+        fold k of K by the key column ('' = the config's, ``cross_fit.resolve_key``).
     """
     from recdistill import training
 
     cfg = config_lib.load_config(config_uri)
     if without_kd:
         cfg = config_lib.without_kd(cfg)
+    excluded = None
+    if exclude_fold:
+        from recdistill.data import datasets
+
+        key, num_folds, fold = exclude_fold
+        excluded = datasets.ExcludedFold(
+            cross_fit.resolve_key(cfg, key, source=config_uri), num_folds, fold)
     result = training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
                             model_dir=model_dir, warm_start=warm_start or None,
-                            num_steps=num_steps or None, mixed_precision=mixed_precision)
+                            num_steps=num_steps or None, mixed_precision=mixed_precision,
+                            exclude_fold=excluded)
     if report_copy:
         filesystems.copy_tree(filesystems.join(model_dir, training.TRAINING_REPORT), report_copy)
     return result
 
 
-def generate_soft_labels(teacher_uri: str, config_uri: str, input_uri: str, output_uri: str, *,
-                         runner: str = "DirectRunner", beam_args: Sequence[str] = (),
-                         max_bad_rows_fraction: float = 0.0) -> dict:
-    """Runs the Beam soft-label job (``recdistill.soft_labels.job``); returns its stats."""
+def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], config_uri: str,
+                         input_uri: str, output_uri: str, *, runner: str = "DirectRunner",
+                         beam_args: Sequence[str] = (), max_bad_rows_fraction: float = 0.0,
+                         cross_fit_key: str = "") -> dict:
+    """Runs the Beam soft-label job (``recdistill.soft_labels.job``); returns its stats.
+
+    ``teacher_uri`` is one teacher, or the K fold teachers of a cross-fitting split (each
+    row scored by the one that never read it; ``cross_fit_key`` checks their key).
+    """
     from recdistill.soft_labels import job
 
-    return job.generate_soft_labels(exported.resolve_export(teacher_uri), input_uri, output_uri,
-                                    config_lib.load_config(config_uri), runner=runner,
-                                    beam_args=list(beam_args),
-                                    max_bad_rows_fraction=max_bad_rows_fraction)
+    uris = [teacher_uri] if isinstance(teacher_uri, str) else list(teacher_uri)
+    exports = [exported.resolve_export(uri) for uri in uris]
+    return job.generate_soft_labels(exports[0] if len(exports) == 1 else exports, input_uri,
+                                    output_uri, config_lib.load_config(config_uri),
+                                    runner=runner, beam_args=list(beam_args),
+                                    max_bad_rows_fraction=max_bad_rows_fraction,
+                                    cross_fit_key=cross_fit_key)
+
+
+def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
+    """The folds to train (``[0..K-1]``, ``[]`` when K is 0) and the key column splitting them
+    (``key``, else the student config's, ``recdistill.cross_fit.resolve_key``; '' when off).
+
+    Raises:
+      ValueError: K is 1 or negative, or no usable key (the message says which to pass).
+    """
+    numbers = cross_fit.fold_numbers(num_folds)
+    if not numbers:
+        return [], key
+    return numbers, cross_fit.resolve_key(config_lib.load_config(config_uri), key,
+                                          source=config_uri)
 
 
 def soft_label_metrics(stats: dict) -> dict:
