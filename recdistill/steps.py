@@ -96,6 +96,22 @@ def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], config_uri: str
                                     cross_fit_key=cross_fit_key)
 
 
+def train_fold_teacher(config_uri: str, model_dir: str, *, student_config_uri: str,
+                       num_folds: int, fold: int, key: str = "", train_uri: str = "",
+                       eval_uri: str = "", num_steps: int = 0):
+    """Trains cross-fitting fold teacher ``fold`` of ``num_folds``: the teacher config on every
+    training row but that fold's, split by ``key`` ('' = the student config's key,
+    ``recdistill.cross_fit.resolve_key``, so teachers and soft-label job agree).
+
+    Returns:
+      The ``TrainResult``; its export's ``recdistill.json`` records ``cross_fit``.
+    """
+    key = cross_fit.resolve_key(config_lib.load_config(student_config_uri), key,
+                                source=student_config_uri)
+    return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
+                       num_steps=num_steps, exclude_fold=(key, num_folds, fold))
+
+
 def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
     """The folds to train (``[0..K-1]``, ``[]`` when K is 0) and the key column splitting them
     (``key``, else the student config's, ``recdistill.cross_fit.resolve_key``; '' when off).
