@@ -20,18 +20,23 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
-                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0):
+                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0,
+                    run_date: str = ""):
     """Provides the teacher in ``model_dir``: copies ``teacher_uri`` if given, else trains one.
 
     Reusing an existing teacher (the production fine-ranking model) is the common case; the
     copy keeps each pipeline run's lineage self-contained. The copy is loaded once, so a
     teacher without the serving signature fails here, before the Beam job starts.
 
+    ``teacher_uri`` may name a day, ``{date}`` or ``{previous_date}`` (filled from
+    ``run_date``), and may be a versioned push folder (its champion is taken): yesterday's
+    teacher scoring today's rows gives honest soft labels without cross-fitting.
+
     Returns:
       The export folder of the teacher.
     """
     if teacher_uri:
-        source = exported.resolve_export(teacher_uri)
+        source = _reused_teacher(teacher_uri, run_date)
         exported.load_exported(source)
         target = exported.export_dir(model_dir)
         filesystems.copy_tree(source, target)
@@ -39,6 +44,30 @@ def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
         return target
     return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
                        num_steps=num_steps).export_dir
+
+
+def _reused_teacher(teacher_uri: str, run_date: str) -> str:
+    """The export ``teacher_uri`` names on ``run_date``: an export, a model_dir or the champion
+    of a push folder.
+
+    Raises:
+      FileNotFoundError: none of these, naming the URI after the dates were filled in.
+    """
+    from recdistill import push
+    from recdistill import run_date as run_date_lib
+
+    uri = run_date_lib.partition_uri(teacher_uri, run_date) if run_date else teacher_uri
+    try:
+        return exported.resolve_export(uri)
+    except FileNotFoundError as error:
+        champion = push.champion_from(uri) if filesystems.exists(uri) else None
+        if champion:
+            logger.info("teacher: %s is a push folder; reusing its champion %s", uri, champion)
+            return exported.resolve_export(champion)
+        raise FileNotFoundError(
+            f"teacher_uri {teacher_uri!r} (run date {run_date or '-'}): {uri} holds no export, "
+            "model_dir or pushed version. Check that the teacher of that day was trained and "
+            "pushed, or pass an existing export.") from error
 
 
 def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
