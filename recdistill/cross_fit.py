@@ -11,7 +11,8 @@ Each fold teacher's ``recdistill.json`` records ``cross_fit`` (key, number of fo
 left out); :func:`order_fold_teachers` checks a set of teachers against it, so a job never
 mixes folds of different splits or misses one.
 
-Imports ``recdistill.config`` only; never ``kfp``, TensorFlow or Beam.
+Imports ``recdistill.config`` (and ``recdistill.evaluation``'s kd session lookup, the one
+home of that rule); never ``kfp``, TensorFlow or Beam.
 """
 
 from typing import Mapping, Sequence
