@@ -134,7 +134,14 @@ def train_fold_teacher(config_uri: str, model_dir: str, *, student_config_uri: s
 
     Returns:
       The ``TrainResult``; its export's ``recdistill.json`` records ``cross_fit``.
+
+    Raises:
+      ValueError: no teacher config (a reused ``teacher_uri`` cannot be retrained per fold).
     """
+    if not config_uri:
+        raise ValueError("cross-fitting trains one teacher per fold from the teacher's config, "
+                         "and none was given (teacher_uri alone is an export, not a recipe). "
+                         "Pass teacher_config too, or set cross_fit_folds to 0.")
     key = cross_fit.resolve_key(config_lib.load_config(student_config_uri), key,
                                 source=student_config_uri)
     return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,

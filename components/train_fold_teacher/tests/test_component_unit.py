@@ -1,6 +1,7 @@
 """Unit test of train_fold_teacher: artifact URIs and the fold forwarded to
 steps.train_fold_teacher, the fold recorded on the output."""
 
+import pytest
 from kfp.dsl import Dataset, Model
 
 from components.train_fold_teacher.component import train_fold_teacher
@@ -19,3 +20,11 @@ def test_train_fold_teacher_passes_uris_and_fold(record, artifact, tmp_path):
                           train_uri=str(tmp_path / "train"), eval_uri=str(tmp_path / "eval"),
                           num_steps=5)
     assert teacher.metadata == {"fold": 1}
+
+
+def test_a_fold_teacher_without_a_teacher_config_names_the_fix(artifact):
+    with pytest.raises(ValueError, match=r"Pass teacher_config too, or set cross_fit_folds to 0"):
+        train_fold_teacher.python_func(
+            config="", student_config="s.config", key="", fold=0, num_folds=2,
+            train_data=artifact(Dataset, "train"), eval_data=artifact(Dataset, "eval"),
+            run_date="d", teacher=artifact(Model, "teacher"))
