@@ -119,7 +119,7 @@ def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], input_uri: str,
     model = model_handle.acquire(handler.load_model, tag=handler.teacher_uri)
     specs, input_config = _check_teacher(model, cfg, input_uri)
     teacher_metadata = model.metadata
-    cross_fit = ({"key": model.key, "teachers": handler.teacher_uris}
+    cross_fit = ({"key": model.key, "teachers": [m.uri for m in model.models]}  # fold order
                  if isinstance(model, fold_teachers.FoldTeachers) else None)
     units = splits_lib.plan_splits(shards, input_config, rows_per_split)
     started = time.monotonic()
