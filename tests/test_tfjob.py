@@ -272,6 +272,18 @@ def test_train_args_are_the_steps_arguments_for_recdistill_train():
                                           "--model-dir", "m"]
 
 
+def test_train_args_of_a_fold_teacher_parse_back_to_the_same_fold():
+    from recdistill import cli
+
+    args = tfjob.train_args("c", "m", exclude_fold=("user_id", 3, 1))
+    parsed = cli.build_parser().parse_args(args[1:])
+    assert (parsed.cross_fit_key, parsed.cross_fit_folds, parsed.cross_fit_fold) == (
+        "user_id", 3, 1)
+    parsed = cli.build_parser().parse_args(tfjob.train_args("c", "m",
+                                                            exclude_fold=("", 2, 0))[1:])
+    assert (parsed.cross_fit_key, parsed.cross_fit_folds, parsed.cross_fit_fold) == (None, 2, 0)
+
+
 def test_job_name_is_a_valid_name_fixed_by_the_model_uri():
     name = tfjob.job_name("minio://mlpipeline/v2/artifacts/kd/run-1/train-model/model")
     assert re.fullmatch(r"[a-z0-9-]{1,63}", name)
@@ -491,7 +503,7 @@ def test_several_workers_submit_a_tfjob_with_the_steps_arguments(data, recorded)
     assert not cfg.model_config.kd  # the baseline's config: without_kd applied before the checks
     assert kwargs == dict(train_uri="s3://bkt/t", eval_uri="s3://bkt/e",
                           warm_start="s3://bkt/serving/2", without_kd=True, num_steps=9,
-                          mixed_precision=True)
+                          mixed_precision=True, exclude_fold=())
 
 
 def test_a_gbdt_trains_in_the_pod_whatever_the_worker_count(data, recorded, tmp_path, caplog):

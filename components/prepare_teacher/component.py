@@ -15,6 +15,8 @@ def prepare_teacher(config: str, teacher_uri: str, train_data: Input[Dataset],
     Args:
       config: URI of the teacher's EasyRec config (used when ``teacher_uri`` is '').
       teacher_uri: an existing teacher export (e.g. the production ranking model), or ''.
+        ``{date}``/``{previous_date}`` are filled from the run date, and a versioned push
+        folder gives its champion: ``gs://b/teacher/{previous_date}`` is yesterday's teacher.
       train_data: the training table (raw, without soft labels).
       eval_data: the evaluation table.
       run_date: the run's date; part of the cache key so a new day never reuses old outputs.
@@ -25,5 +27,6 @@ def prepare_teacher(config: str, teacher_uri: str, train_data: Input[Dataset],
     from recdistill import steps
 
     steps.prepare_teacher(config, teacher.uri, teacher_uri=teacher_uri, train_uri=train_data.uri,
-                          eval_uri=eval_data.uri, num_steps=num_steps, workers=workers)
+                          eval_uri=eval_data.uri, num_steps=num_steps, run_date=run_date,
+                          workers=workers)
     teacher.metadata["source"] = teacher_uri or "trained"

@@ -99,8 +99,11 @@ class WorkerTemplate:
 
 def train_args(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-               mixed_precision: bool = False) -> list:
-    """The ``recdistill train`` command line every worker runs (same arguments as the step)."""
+               mixed_precision: bool = False, exclude_fold: Sequence = ()) -> list:
+    """The ``recdistill train`` command line every worker runs (same arguments as the step).
+
+    ``exclude_fold`` ``(key, K, k)`` trains a cross-fitting fold teacher on every worker.
+    """
     args = ["recdistill", "train", "--config", config_uri, "--model-dir", model_dir]
     for flag, value in (("--train", train_uri), ("--eval", eval_uri),
                         ("--warm-start", warm_start)):
@@ -108,6 +111,10 @@ def train_args(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri
             args += [flag, value]
     if num_steps:
         args += ["--num-steps", str(num_steps)]
+    if exclude_fold:
+        key, num_folds, fold = exclude_fold
+        args += ["--cross-fit-fold", str(fold), "--cross-fit-folds", str(num_folds)]
+        args += ["--cross-fit-key", key] if key else []
     return (args + ["--without-kd"] * without_kd + ["--mixed-precision"] * mixed_precision)
 
 
@@ -440,7 +447,8 @@ def check_shared(model_dir: str, inputs: dict) -> None:
 def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
                      train_uri: str = "", eval_uri: str = "", warm_start: str = "",
                      without_kd: bool = False, num_steps: int = 0, mixed_precision: bool = False,
-                     runner: Optional[TFJobRunner] = None) -> TrainResult:
+                     exclude_fold: Sequence = (), runner: Optional[TFJobRunner] = None
+                     ) -> TrainResult:
     """Trains ``config_uri`` on a TFJob of ``workers`` workers into ``model_dir``.
 
     Everything is checked before the job is submitted, so a mistake fails in seconds, not
@@ -448,6 +456,7 @@ def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
 
     Args:
       cfg: the loaded config (checked: early stopping is single-worker only).
+      exclude_fold: ``(key, K, k)``: a cross-fitting fold teacher (``train_args``).
       runner: default: a :class:`TFJobRunner` with the pod's in-cluster credentials.
 
     Returns:
@@ -462,7 +471,7 @@ def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
                              "warm_start": warm_start})
     args = train_args(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
                       warm_start=warm_start, without_kd=without_kd, num_steps=num_steps,
-                      mixed_precision=mixed_precision)
+                      mixed_precision=mixed_precision, exclude_fold=exclude_fold)
     (runner or TFJobRunner()).run(job_name(model_dir), args, workers)
     export = exported.export_dir(model_dir)
     metadata = exported.read_metadata(export)

@@ -15,5 +15,6 @@ def test_prepare_teacher_passes_uris_and_records_the_source(record, artifact, tm
     [(_, args, kwargs)] = calls
     assert args == ("gs://b/teacher.config", teacher.uri)
     assert kwargs == dict(teacher_uri="", train_uri=str(tmp_path / "train"),
-                          eval_uri=str(tmp_path / "eval"), num_steps=7, workers=3)
+                          eval_uri=str(tmp_path / "eval"), num_steps=7, run_date="2026-03-04",
+                          workers=3)
     assert teacher.metadata == {"source": "trained"}
