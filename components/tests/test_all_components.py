@@ -8,8 +8,9 @@ NAMES = readme.component_names()
 
 
 def test_every_step_has_a_component_folder():
-    assert NAMES == ["current_champion", "evaluate", "generate_soft_labels", "prepare_teacher",
-                     "push_model", "resolve_data_uris", "teacher_placement", "train_model"]
+    assert NAMES == ["current_champion", "evaluate", "generate_soft_labels", "prepare_sweep",
+                     "prepare_teacher", "push_model", "resolve_data_uris", "select_candidate",
+                     "teacher_placement", "train_model"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -21,3 +21,16 @@ def test_train_model_logs_every_training_metric(record, artifact):
     assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is True
     assert kwargs["report_copy"] == report.path
     assert metrics.metadata == {"eval_auc": 0.71, "loss": 0.4}
+
+
+def test_a_kd_sweep_candidate_overrides_the_kd_blocks_and_names_the_model(record, artifact):
+    calls = record("train_model", types.SimpleNamespace(metrics={}))
+    model = artifact(Model, "model")
+    train_model.python_func(
+        config="s.config", train_data=artifact(Dataset, "train"),
+        eval_data=artifact(Dataset, "eval"), run_date="d", model=model,
+        metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"),
+        kd_variant='{"name": "kd_v2", "overrides": {"loss_weight": 0.5}}')
+    [(_, _, kwargs)] = calls
+    assert kwargs["kd_overrides"] == {"loss_weight": 0.5} and kwargs["variant_name"] == "kd_v2"
+    assert model.metadata == {"candidate": "kd_v2", "overrides": {"loss_weight": 0.5}}
