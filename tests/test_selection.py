@@ -163,3 +163,64 @@ def test_the_evaluation_report_shows_every_candidate(toy, tmp_path):
     page = (tmp_path / "eval" / evaluation.REPORT_FILE).read_text()
     assert "kd sweep: candidates on the validation split" in page
     assert all(name in page for name in ("kd_v1", "as configured", "without kd"))
+
+
+# ---------------------------------------------------------------- real students
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Real DSSM students on the sample's training window: the baseline, a kd student taught
+    by an oracle (the generator's click probability without position, what a DSSM can learn)
+    and a kd variant taught by noise at loss_weight 10. The validation split is the real one."""
+    from recdistill import steps
+    from recdistill.data import sample
+
+    root = tmp_path_factory.mktemp("students")
+    generated = sample.generate_sample(4000, eval_fraction=0.2, seed=3)
+    data = sample.write_dataset(str(root), sample.SAMPLE_FEATURES, generated.split("train"),
+                                generated.split("eval"), batch_size=64)
+    cfg = load_config(data.student_config)
+    train, valid = str(root / "split" / "train"), str(root / "split" / "valid")
+    selection.split_validation(data.train_path, cfg, train, valid, fraction=0.2)
+    columns = pd.DataFrame(generated.split("train"))
+    held = folds.buckets(columns[sample.USER_ID].astype(str).to_numpy(), 100,
+                         salt=folds.HOLDOUT_SALT) < 20
+    truth = generated.click_prob_without_privileged[:generated.n_train]
+    names = [f.name for f in sample.SAMPLE_FEATURES] + [sample.LABEL, sample.SOFT_LABEL]
+    tables = {}
+    for name, soft in (("oracle", np.log(truth / (1 - truth))),
+                       ("noise", np.random.default_rng(0).normal(scale=10, size=len(truth)))):
+        table = columns.assign(**{sample.SOFT_LABEL: soft})[names][~held]
+        os.makedirs(root / name)
+        table.to_csv(root / name / "part-00000.csv", header=False, index=False)
+        tables[name] = str(root / name)
+    steps_ = 150
+    steps.train_model(data.student_config, str(root / "baseline"), train_uri=train,
+                      without_kd=True, num_steps=steps_)
+    steps.train_model(data.student_config, str(root / "oracle"), train_uri=tables["oracle"],
+                      num_steps=steps_, kd_overrides={"loss_weight": 3.0}, variant_name="kd_v1")
+    steps.train_model(data.student_config, str(root / "noise"), train_uri=tables["noise"],
+                      num_steps=steps_, kd_overrides={"loss_weight": 10.0}, variant_name="kd_v2")
+    return {"cfg": cfg, "valid": valid,
+            "models": {name: str(root / name) for name in ("baseline", "oracle", "noise")}}
+
+
+@pytest.mark.slow
+def test_kd_that_hurts_loses_to_the_baseline_on_validation(trained, tmp_path):
+    m = trained["models"]
+    chosen = selection.select({"kd": m["noise"]}, m["baseline"], trained["valid"],
+                              trained["cfg"], str(tmp_path / "s"))
+    scores = {n: c["auc"] for n, c in chosen.content["candidates"].items()}
+    assert chosen.chosen == "baseline", scores
+    assert scores["baseline"] > scores["kd"] + 0.02, scores
+
+
+@pytest.mark.slow
+def test_kd_that_helps_is_chosen_over_the_baseline(trained, tmp_path):
+    m = trained["models"]
+    chosen = selection.select({"kd": m["noise"], "kd_v1": m["oracle"]}, m["baseline"],
+                              trained["valid"], trained["cfg"], str(tmp_path / "s"))
+    scores = {n: c["auc"] for n, c in chosen.content["candidates"].items()}
+    assert (chosen.chosen, chosen.chosen_uri) == ("kd_v1", m["oracle"]), scores
+    assert scores["kd_v1"] > scores["baseline"], scores
