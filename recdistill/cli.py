@@ -48,6 +48,25 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _variants(text: str) -> list:
+    """An argparse type: the kd sweep's variants, a JSON list of objects."""
+    from recdistill.kd import variants
+
+    try:
+        return variants.parse_variants(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _candidate(text: str) -> tuple:
+    """An argparse type: ``NAME=MODEL`` of one kd candidate."""
+    name, sep, uri = text.partition("=")
+    if not (sep and name and uri):
+        raise argparse.ArgumentTypeError(f"expected NAME=MODEL (e.g. kd=runs/student), got "
+                                         f"{text!r}")
+    return name, uri
+
+
 def _folder(text: str) -> str:
     """An argparse type: a folder to write into; an existing local file is refused."""
     if not text.strip():
@@ -131,11 +150,30 @@ def _push(args):
 def _run(args):
     from pipelines import local_run
 
+    from recdistill import selection
+
+    selection.holdout_buckets(args.validation_fraction)  # a bad fraction fails before the run
     run = local_run.run_local(args.workdir, student_config=args.student_config,
                               teacher_config=args.teacher_config, teacher_uri=args.teacher or "",
                               train_data=args.train, eval_data=args.eval,
-                              thresholds=args.thresholds, num_steps=args.num_steps)
+                              thresholds=args.thresholds, num_steps=args.num_steps,
+                              kd_variants=args.kd_variants,
+                              validation_fraction=args.validation_fraction,
+                              validation_key=args.validation_key,
+                              selection_metric=args.selection_metric)
     print(local_run.format_summary(run))
+
+
+def _select(args):
+    from recdistill import steps
+
+    names = [name for name, _ in args.candidate]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--candidate names repeat: {names}. Name each kd student once.")
+    result = steps.select_candidate(args.config, dict(args.candidate), args.baseline,
+                                    args.validation, args.out, args.out, metric=args.metric)
+    print(json.dumps({"chosen": result.chosen, "model": result.chosen_uri,
+                      "reason": result.content["reason"], "out": args.out}, indent=2))
 
 
 def _compile(args):
@@ -265,7 +303,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", help="thresholds file or inline YAML/JSON")
     p.add_argument("--num-steps", type=_int_at_least(0), default=0,
                    help="training steps per model, >= 0 (default 0: the configs' num_steps)")
+    p.add_argument("--kd-variants", type=_variants, default=[],
+                   help='the kd sweep: a JSON list of overrides of the kd blocks, each trained '
+                        'beside the configured student, e.g. \'[{"loss_weight": 0.5}, '
+                        '{"temperature": 2, "loss_type": "KL_DIVERGENCE_LOSS"}]\'')
+    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                   help="training rows (by --validation-key) held out to choose among the kd "
+                        "students and the baseline, in steps of 0.01 (default 0.1; 0: no "
+                        "choice, the configured kd student goes on)")
+    p.add_argument("--validation-key", default="",
+                   help="the holdout's key column (default: the GAUC uid_field, else a kd "
+                        "session column)")
+    p.add_argument("--selection-metric", choices=("auc", "gauc"), default="auc",
+                   help="what the choice maximises on the validation rows (default auc)")
     p.set_defaults(func=_run)
+
+    p = verb("select", help="pick the best kd student or the baseline on validation rows")
+    p.add_argument("--config", required=True, help="the student's config")
+    p.add_argument("--candidate", required=True, action="append", type=_candidate,
+                   help="NAME=MODEL of a kd student, repeated; the configured one named kd")
+    p.add_argument("--baseline", required=True, help="the student trained without kd")
+    p.add_argument("--validation", required=True,
+                   help=f"held-out training rows none of them trained on, {data}")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="folder for selection.json, selection.html and the chosen export")
+    p.add_argument("--metric", choices=("auc", "gauc"), default="auc",
+                   help="higher wins (default auc); a tie goes to the baseline")
+    p.set_defaults(func=_select)
 
     p = verb("compile", help="compile the pipeline to YAML")
     p.add_argument("--output", default=None,
