@@ -74,7 +74,7 @@ def split_validation(input_uri: str, cfg, train_uri: str, validation_uri: str, *
                      max_bad_rows_fraction: float = 0.0) -> dict:
     """Writes the training table's train part and validation part (``folds.split_table``).
 
-    With ``fraction`` 0 the train part is every row and no validation part is written.
+    With ``fraction`` 0 the train part is every row and the validation part an empty folder.
 
     Returns:
       ``{"train_rows", "validation_rows", "key", "fraction"}``.
@@ -90,6 +90,9 @@ def split_validation(input_uri: str, cfg, train_uri: str, validation_uri: str, *
     rows = folds.split_table(input_uri, config_lib.without_kd(cfg).data_config, key=column,
                              num_buckets=VALIDATION_BUCKETS, salt=folds.HOLDOUT_SALT,
                              parts=parts, max_bad_rows_fraction=max_bad_rows_fraction)
+    if not holdout:  # an empty, complete folder: the pipeline's artifact exists on any store
+        with filesystems.atomic_dir(validation_uri):
+            pass
     for uri, count in rows.items():
         if not count:
             raise ValueError(f"the validation split of {input_uri} by {column!r} (fraction "

@@ -72,7 +72,7 @@ def test_fraction_zero_keeps_every_row_for_training(toy, tmp_path):
     train, valid = str(tmp_path / "train"), str(tmp_path / "valid")
     stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0)
     assert stats["validation_rows"] == 0 and stats["train_rows"] == len(toy["table"]["clk"])
-    assert not os.path.exists(valid)
+    assert os.listdir(valid) == ["_SUCCESS"]
 
 
 def test_split_key_is_named_or_gauc_uid_field_or_refused(toy):
