@@ -182,10 +182,11 @@ def kd_pipeline(
                         warm_start=champion.output, num_steps=num_steps,
                         kd_variant=candidate),
             **gpu).set_display_name("train-student").set_retry(**RETRY)
+    # The baseline starts from the champion too: the choice compares kd, not warm vs cold.
     baseline = _request_gpu(
         train_model(config=student_config, train_data=train_rows,
                     eval_data=eval_table.output, run_date=date, without_kd=True,
-                    num_steps=num_steps),
+                    warm_start=champion.output, num_steps=num_steps),
         **gpu).set_display_name("train-baseline").set_retry(**RETRY)
 
     chosen = _request(select_candidate(

@@ -192,6 +192,8 @@ def test_kd_candidates_train_in_parallel_and_the_chosen_one_is_evaluated_and_pus
         "comp-condition"))
     assert blessed["inputs"]["artifacts"]["pipelinechannel--select-candidate-model"] == {
         "taskOutputArtifact": {"outputArtifactKey": "model", "producerTask": "select-candidate"}}
+    baseline = tasks["train-model-2"]["inputs"]["parameters"]["warm_start"]
+    assert baseline["taskOutputParameter"]["producerTask"] == "current-champion"
     # no candidate trains on the held-out rows
     for task in ("generate-soft-labels", "train-model-2"):
         assert tasks[task]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"] == {
