@@ -157,11 +157,14 @@ def kd_pipeline(
                         run_date=date, num_steps=num_steps),
         **{**gpu, "node_selector": placement.outputs["node_selector"]},
         gpus=placement.outputs["gpus"]).set_retry(**RETRY)
+    # Never cached: the champion changes whenever a push lands, also twice on one day.
+    champion = _request(current_champion(destination=push_destination, run_date=date),
+                        **cpu).set_caching_options(False).set_retry(**RETRY)
     # The kd sweep's holdout: no candidate trains on it, only select_candidate reads it.
     sweep = _request(prepare_sweep(
         train_data=train_table.output, config=student_config, kd_variants=kd_variants,
         validation_fraction=validation_fraction, validation_key=validation_key, run_date=date,
-        max_bad_rows_fraction=max_bad_rows_fraction),
+        champion=champion.output, max_bad_rows_fraction=max_bad_rows_fraction),
         cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
     train_rows = sweep.outputs["train"]
     soft_labels = _request(generate_soft_labels(
@@ -169,18 +172,15 @@ def kd_pipeline(
         train_data=train_rows, run_date=date, runner=beam_runner, beam_args=beam_args,
         max_bad_rows_fraction=max_bad_rows_fraction),
         cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
-    # Never cached: the champion changes whenever a push lands, also twice on one day.
-    champion = _request(current_champion(destination=push_destination, run_date=date),
-                        **cpu).set_caching_options(False).set_retry(**RETRY)
 
     # The configured kd student and each variant: one pod each, in parallel (never empty:
-    # prepare_sweep lists the configured student first).
-    with dsl.ParallelFor(sweep.outputs["Output"], name="kd-candidates") as candidate:
+    # prepare_sweep lists the configured student first). Date and champion come in the items.
+    with dsl.ParallelFor(sweep.outputs["Output"], name="kd-candidates") as item:
         student = _request_gpu(
             train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
-                        eval_data=eval_table.output, run_date=date,
-                        warm_start=champion.output, num_steps=num_steps,
-                        kd_variant=candidate),
+                        eval_data=eval_table.output, run_date=item.run_date,
+                        warm_start=item.warm_start, num_steps=num_steps,
+                        kd_variant=item.candidate),
             **gpu).set_display_name("train-student").set_retry(**RETRY)
     # The baseline starts from the champion too: the choice compares kd, not warm vs cold.
     baseline = _request_gpu(

@@ -9,7 +9,7 @@ from components.images import RUNTIME_IMAGE
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
                   validation_fraction: float, validation_key: str, run_date: str,
-                  train: Output[Dataset], validation: Output[Dataset],
+                  champion: str, train: Output[Dataset], validation: Output[Dataset],
                   max_bad_rows_fraction: float = 0.0) -> list:
     """Checks the kd variants against the student config and splits off the validation rows.
 
@@ -26,14 +26,17 @@ def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
       validation_fraction: share of the keys held out, in steps of 0.01 (0: no split, every
         row trains and the configured kd student goes on unchosen).
       validation_key: the key column ('' = the GAUC uid_field, else a kd session column).
-      run_date: the run's date; part of the cache key.
+      run_date: the run's date; part of the cache key, and passed on in the items.
+      champion: the champion's export ('' before the first push), passed on in the items.
       train: the training rows left after the holdout.
       validation: the held-out rows (none when validation_fraction is 0).
       max_bad_rows_fraction: malformed rows tolerated while reading the table.
 
     Returns:
-      the kd candidates, one JSON text each ({"name", "overrides"}), the configured student
-      first, as the items of the pipeline's ParallelFor.
+      the items of the pipeline's ParallelFor, the configured student first, each
+      {"candidate": JSON text of {"name", "overrides"}, "warm_start": champion, "run_date"}.
+      The champion and date ride in the items because kfp.local 2.17.3 replaces every task
+      output that enters a ParallelFor by the loop item (create_parameter_loop_iteration_task_spec).
     """
     import json
 
@@ -46,4 +49,5 @@ def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
     train.metadata.update(rows=split["train_rows"], key=split["key"])
     validation.metadata.update(rows=split["validation_rows"], key=split["key"],
                                fraction=split["fraction"])
-    return [json.dumps(candidate) for candidate in candidates]
+    return [{"candidate": json.dumps(candidate), "warm_start": champion, "run_date": run_date}
+            for candidate in candidates]
