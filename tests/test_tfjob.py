@@ -272,6 +272,14 @@ def test_train_args_are_the_steps_arguments_for_recdistill_train():
                                           "--model-dir", "m"]
 
 
+def test_train_args_of_a_kd_variant_parse_back_to_the_same_overrides():
+    from recdistill import cli
+
+    overrides = {"loss_weight": 0.5, "loss_type": "KL_DIVERGENCE_LOSS"}
+    args = tfjob.train_args("c", "m", kd_overrides=overrides)
+    assert cli.build_parser().parse_args(args[1:]).kd_overrides == overrides
+
+
 def test_train_args_of_a_fold_teacher_parse_back_to_the_same_fold():
     from recdistill import cli
 
@@ -503,7 +511,7 @@ def test_several_workers_submit_a_tfjob_with_the_steps_arguments(data, recorded)
     assert not cfg.model_config.kd  # the baseline's config: without_kd applied before the checks
     assert kwargs == dict(train_uri="s3://bkt/t", eval_uri="s3://bkt/e",
                           warm_start="s3://bkt/serving/2", without_kd=True, num_steps=9,
-                          mixed_precision=True, exclude_fold=())
+                          mixed_precision=True, exclude_fold=(), kd_overrides={})
 
 
 def test_a_gbdt_trains_in_the_pod_whatever_the_worker_count(data, recorded, tmp_path, caplog):
