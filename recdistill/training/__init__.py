@@ -33,9 +33,11 @@ exactly the columns the model reads (``model.input_columns``).
 Does all IO through ``recdistill.data``; never imports ``kfp``.
 """
 
+import dataclasses
 from typing import Optional
 
-from recdistill.training import keras_trainer
+from recdistill import exported
+from recdistill.training import keras_trainer, staging
 from recdistill.training.checkpoints import CHECKPOINT_NAME, WARM_START_SUBDIR, variables_by_path
 from recdistill.training.keras_trainer import (NonFiniteLossError, build_optimizer,
                                                make_train_step)
@@ -59,6 +61,8 @@ def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = Non
         ``train_input_path``.
       eval_uri: eval data for AUC / logloss; defaults to ``eval_input_path`` (none: no eval).
       model_dir: checkpoints, events and export; defaults to the config's ``model_dir``.
+        On ``s3://`` / ``minio://`` (which TF cannot write) training writes a local copy
+        that is published there at the end, also when it fails (``training.staging``).
       warm_start: an export folder (or pushed version) of an earlier model, whose weights
         initialise this run where their variable path and shape fit (the rest start fresh,
         logged). Ignored when ``model_dir`` already holds a checkpoint (resuming wins).
@@ -94,13 +98,25 @@ def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = Non
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"num_steps must be a whole number >= 0 (0: train for "
                          f"data_config.num_epochs), got {steps!r}. Pass a positive step count.")
+    if steps == 0 and cfg.data_config.num_epochs == 0 and cfg.model_config.model_class != "GBDT":
+        raise ValueError("train_config.num_steps is 0 and data_config.num_epochs is 0, so "
+                         "training would never end. Set num_steps or num_epochs.")
+    with staging.staged_model_dir(model_dir) as write_dir:
+        result = _dispatch(cfg, train_uri, eval_uri, write_dir, warm_start, mixed_precision,
+                           steps, exclude_fold)
+    if write_dir == model_dir:
+        return result
+    return dataclasses.replace(result, model_dir=model_dir,
+                               export_dir=exported.export_dir(model_dir))
+
+
+def _dispatch(cfg, train_uri, eval_uri, model_dir, warm_start, mixed_precision, steps,
+              exclude_fold) -> TrainResult:
+    """Trains with the trainer of the config's model class, writing ``model_dir``."""
     if cfg.model_config.model_class == "GBDT":
         from recdistill.models import gbdt_training
 
         return gbdt_training.train_gbdt_model(cfg, train_uri, eval_uri, model_dir,
                                               exclude_fold=exclude_fold)
-    if steps == 0 and cfg.data_config.num_epochs == 0:
-        raise ValueError("train_config.num_steps is 0 and data_config.num_epochs is 0, so "
-                         "training would never end. Set num_steps or num_epochs.")
     return keras_trainer.KerasTrainer(cfg, model_dir, mixed_precision, exclude_fold).run(
         train_uri, eval_uri, steps=steps, warm_start=warm_start)
