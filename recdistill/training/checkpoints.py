@@ -8,8 +8,9 @@
   :func:`variables_by_path`, survives re-exports; matching the SavedModel's own variables by
   position would not).
 
-Checkpoints are written with ``tf.io.gfile``, so ``model_dir`` is a local path or a real
-``gs://`` bucket; the warm-start copy goes through ``recdistill.data.filesystems``.
+Checkpoints are written with ``tf.io.gfile``, so the folder written here is local or a real
+``gs://`` bucket (an ``s3://``/``minio://`` model_dir is staged locally by
+``recdistill.training.staging``); the warm-start copy goes through ``recdistill.data.filesystems``.
 """
 
 import logging
