@@ -19,6 +19,7 @@ smallest, peak RSS flat. A size's files are deleted before the next size is writ
 
     .venv/bin/python bench/scale.py                                # 1M, 4M, 16M rows
     .venv/bin/python bench/scale.py --sizes 2e5 4e5 --out /tmp/scale.md
+    .venv/bin/python bench/scale.py --report W1/rows-1000000.json W2/rows-16000000.json
 """
 
 import argparse
@@ -233,12 +234,22 @@ def main(argv=None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", help="scratch folder (default: a new temp folder, removed)")
     parser.add_argument("--out", help="also write the table and ratios to this markdown file")
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="only print the table of earlier runs' rows-<N>.json files "
+                             "(sizes run apart, e.g. in parallel on a shared machine)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         step, step_args, out = args.child
         _child(step, json.loads(step_args), out)
         return {}
+    if args.report:
+        curve = {}
+        for path in args.report:
+            with open(path) as f:
+                curve.update({int(rows): steps for rows, steps in json.load(f).items()})
+        _print_report(curve, args)
+        return curve
     work = args.work or tempfile.mkdtemp(prefix="bench-scale-")
     os.makedirs(work, exist_ok=True)
     run_step(work, "prepare", [work])
@@ -246,20 +257,28 @@ def main(argv=None) -> dict:
     for rows in sorted(int(size) for size in args.sizes):
         curve[rows] = run_size(work, rows, shard_rows=args.shard_rows,
                                batch_size=args.batch_size, seed=args.seed)
+        saved = os.path.join(work, f"rows-{rows}.json")
+        with open(saved + ".tmp", "w") as f:
+            json.dump({rows: curve[rows]}, f)
+        os.replace(saved + ".tmp", saved)
         for step in STEPS:
             result = curve[rows][step]
             print(f"{rows:>11,} rows  {step:12} {result['seconds']:8.1f} s  "
                   f"{result['seconds'] / (result['rows_read'] / 1e6):7.1f} s/M rows  "
                   f"peak RSS {result['peak_rss_mb']:6.0f} MB", flush=True)
+    _print_report(curve, args)
+    if not args.work:
+        shutil.rmtree(work)
+    return curve
+
+
+def _print_report(curve: dict, args) -> None:
     text = report(curve, args)
     print(text)
     if args.out:
         with open(args.out + ".tmp", "w") as f:
             f.write(text + "\n")
         os.replace(args.out + ".tmp", args.out)
-    if not args.work:
-        shutil.rmtree(work)
-    return curve
 
 
 if __name__ == "__main__":

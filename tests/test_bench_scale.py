@@ -1,6 +1,7 @@
 """bench/scale.py: the chain runs end to end at a tiny size, and its table says what it measured."""
 
 import importlib.util
+import json
 import math
 import os
 from types import SimpleNamespace
@@ -34,6 +35,21 @@ def test_report_gives_seconds_per_million_rows_and_the_largest_to_smallest_ratio
     assert "evaluate: s/M 16,000,000/1,000,000 rows 1.25 (goal <= 1.25), peak RSS 1.50" in text
 
 
+def test_report_reads_sizes_saved_by_separate_runs(tmp_path, capsys):
+    scale = _module()
+    paths = []
+    for rows, seconds in ((1000, 1.0), (4000, 8.0)):
+        paths.append(str(tmp_path / f"rows-{rows}.json"))
+        with open(paths[-1], "w") as f:
+            json.dump({rows: {step: _result(seconds, rows, 100.0) for step in scale.STEPS}}, f)
+    curve = scale.main(["--report", *paths, "--out", str(tmp_path / "scale.md")])
+    assert sorted(curve) == [1000, 4000]
+    # 1000 s/M at 1k rows, 2000 s/M at 4k rows.
+    assert "| soft_labels | 1 s, 1000.0 s/M, 100 MB | 8 s, 2000.0 s/M, 100 MB | **2.00** |" \
+        in (tmp_path / "scale.md").read_text()
+    assert "soft_labels: s/M 4,000/1,000 rows 2.00" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_a_tiny_size_runs_every_step_in_its_own_process_and_deletes_its_files(tmp_path):
     work = str(tmp_path)
@@ -49,4 +65,6 @@ def test_a_tiny_size_runs_every_step_in_its_own_process_and_deletes_its_files(tm
     # teacher export (which does) ran in an earlier child.
     assert steps["generate"]["peak_rss_mb"] < 400 < steps["soft_labels"]["peak_rss_mb"]
     assert not os.path.exists(os.path.join(work, "rows-500"))
+    with open(os.path.join(work, "rows-500.json")) as f:
+        assert json.load(f)["500"]["train"]["steps"] == 4
     assert "| soft_labels | " in (tmp_path / "scale.md").read_text()
