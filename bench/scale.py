@@ -175,14 +175,28 @@ def run_step(work: str, step: str, args: list) -> dict:
 
 
 def run_size(work: str, rows: int, *, shard_rows: int, batch_size: int, seed: int) -> dict:
-    """Generates one size's shards, runs the chain on them, deletes them; step -> result."""
+    """Generates one size's shards, runs the chain on them, deletes them; step -> result.
+
+    Each step's line is printed, and ``<work>/rows-<N>.json`` rewritten, as soon as the step
+    ends, so a run stopped part way (16M rows take hours on a loaded machine) keeps them.
+    """
     size_dir = os.path.join(work, f"rows-{rows}")
-    results = {"generate": run_step(work, "generate", [work, size_dir, rows, shard_rows, seed])}
-    split_rows = {split: results["generate"][split] for split in ("train", "eval")}
-    for step in STEPS[1:]:
-        results[step] = run_step(work, step, [work, size_dir, batch_size])
-    for step, split in _SPLIT_OF.items():
+    saved = os.path.join(work, f"rows-{rows}.json")
+    results, split_rows = {}, {}
+    for step in STEPS:
+        args = [work, size_dir, rows, shard_rows, seed] if step == "generate" else \
+            [work, size_dir, batch_size]
+        results[step] = run_step(work, step, args)
+        if step == "generate":
+            split_rows = {split: results[step][split] for split in ("train", "eval")}
+        split = _SPLIT_OF[step]
         results[step]["rows_read"] = split_rows[split] if split else rows
+        print(f"{rows:>11,} rows  {step:12} {results[step]['seconds']:8.1f} s  "
+              f"{results[step]['seconds'] / (results[step]['rows_read'] / 1e6):7.1f} s/M rows  "
+              f"peak RSS {results[step]['peak_rss_mb']:6.0f} MB", flush=True)
+        with open(saved + ".tmp", "w") as f:
+            json.dump({rows: results}, f)
+        os.replace(saved + ".tmp", saved)
     _check_rows(rows, results, split_rows)
     shutil.rmtree(size_dir)
     return results
@@ -198,7 +212,8 @@ def _check_rows(rows: int, results: dict, split_rows: dict) -> None:
 
 
 def report(curve: dict, args) -> str:
-    """The markdown table of seconds per million rows and peak RSS, and the ratios."""
+    """The markdown table of seconds per million rows and peak RSS, and the ratios of each
+    step's largest measured size to its smallest (a step a stopped run lacks shows "-")."""
     sizes = sorted(curve)
     lines = [f"Sample generator, Parquet shards of {args.shard_rows:,} rows (80% train, 20% "
              f"eval), student batch {args.batch_size}; s/M = seconds per million rows the step "
@@ -208,20 +223,25 @@ def report(curve: dict, args) -> str:
              "|---|" + "---|" * (len(sizes) + 2)]
     verdicts = []
     for step in STEPS:
-        cells, per_million, rss = [], [], []
+        cells, measured = [], []
         for rows in sizes:
-            result = curve[rows][step]
-            per_million.append(result["seconds"] / (result["rows_read"] / 1e6))
-            rss.append(result["peak_rss_mb"])
-            cells.append(f"{result['seconds']:.0f} s, {per_million[-1]:.1f} s/M, "
-                         f"{rss[-1]:.0f} MB")
-        cost_ratio, rss_ratio = per_million[-1] / per_million[0], rss[-1] / rss[0]
-        lines.append(f"| {step} | " + " | ".join(cells)
-                     + f" | **{cost_ratio:.2f}** | **{rss_ratio:.2f}** |")
-        if step != "generate":
-            verdicts.append(f"{step}: s/M {sizes[-1]:,}/{sizes[0]:,} rows {cost_ratio:.2f} "
-                            f"(goal <= {COST_GOAL}), peak RSS {rss_ratio:.2f} "
-                            f"(goal <= {RSS_GOAL})")
+            result = curve[rows].get(step)
+            if result is None:
+                cells.append("-")
+                continue
+            per_million = result["seconds"] / (result["rows_read"] / 1e6)
+            measured.append((rows, per_million, result["peak_rss_mb"]))
+            cells.append(f"{result['seconds']:.0f} s, {per_million:.1f} s/M, "
+                         f"{result['peak_rss_mb']:.0f} MB")
+        ratios = "- | -"
+        if len(measured) > 1:
+            (small, cost_a, rss_a), (big, cost_b, rss_b) = measured[0], measured[-1]
+            ratios = f"**{cost_b / cost_a:.2f}** | **{rss_b / rss_a:.2f}**"
+            if step != "generate":
+                verdicts.append(f"{step}: s/M {big:,}/{small:,} rows {cost_b / cost_a:.2f} "
+                                f"(goal <= {COST_GOAL}), peak RSS {rss_b / rss_a:.2f} "
+                                f"(goal <= {RSS_GOAL})")
+        lines.append(f"| {step} | " + " | ".join(cells) + f" | {ratios} |")
     return "\n".join(lines + [""] + verdicts)
 
 
@@ -257,15 +277,6 @@ def main(argv=None) -> dict:
     for rows in sorted(int(size) for size in args.sizes):
         curve[rows] = run_size(work, rows, shard_rows=args.shard_rows,
                                batch_size=args.batch_size, seed=args.seed)
-        saved = os.path.join(work, f"rows-{rows}.json")
-        with open(saved + ".tmp", "w") as f:
-            json.dump({rows: curve[rows]}, f)
-        os.replace(saved + ".tmp", saved)
-        for step in STEPS:
-            result = curve[rows][step]
-            print(f"{rows:>11,} rows  {step:12} {result['seconds']:8.1f} s  "
-                  f"{result['seconds'] / (result['rows_read'] / 1e6):7.1f} s/M rows  "
-                  f"peak RSS {result['peak_rss_mb']:6.0f} MB", flush=True)
     _print_report(curve, args)
     if not args.work:
         shutil.rmtree(work)

@@ -33,6 +33,12 @@ def test_report_gives_seconds_per_million_rows_and_the_largest_to_smallest_ratio
     assert "| train | 8 s, 10.0 s/M, 1000 MB | 30 s, 9.4 s/M, 1100 MB | " \
            "160 s, 12.5 s/M, 1500 MB | **1.25** | **1.50** |" in text
     assert "evaluate: s/M 16,000,000/1,000,000 rows 1.25 (goal <= 1.25), peak RSS 1.50" in text
+    # A step a stopped run lacks at the largest size: its ratio is over the sizes it has.
+    del curve[16_000_000]["train"]
+    text = scale.report(curve, SimpleNamespace(shard_rows=250_000, batch_size=4096))
+    assert "| train | 8 s, 10.0 s/M, 1000 MB | 30 s, 9.4 s/M, 1100 MB | - | **0.94** | **1.10** |" \
+        in text
+    assert "train: s/M 4,000,000/1,000,000 rows 0.94" in text
 
 
 def test_report_reads_sizes_saved_by_separate_runs(tmp_path, capsys):
