@@ -338,13 +338,14 @@ def DeadLetters(rejected, out_dir: str):
             | "Write" >> beam.Map(_write_dead_letters, out_dir))
 
 
-class _MergeSummaries(beam.CombineFn):
+class MergeSummaries(beam.CombineFn):
     """Merges SoftLabelSummaries as they arrive, keeping one bounded summary per bundle.
 
-    A combine, not a GroupByKey of every summary: each chunk's summary carries a sample of up
-    to ``sample_size`` rows, and grouping them all in one place held every row's labels in the
-    runner's memory (peak RSS grew with the data: bench/scale.py). Beam lifts the merge into
-    the stage that writes the shards, so only one summary per bundle crosses the shuffle.
+    Each chunk's summary carries a sample of up to ``sample_size`` rows, so holding them all
+    in one place holds every row's labels (the job's peak RSS grew with the data:
+    bench/scale.py). Apply it right after ``WriteShards``, in the same stage: Beam then merges
+    there and only one summary per bundle crosses the shuffle. Behind a Flatten of inputs from
+    several stages the in-process runner materialises every summary first.
     """
 
     def __init__(self, sample_size: int):
@@ -382,5 +383,5 @@ def WriteStats(summaries, out_dir: str, specs: Sequence[handlers.SoftLabelSpec],
     """
     sources = {spec.column: spec.describe() for spec in specs}
     return (summaries
-            | "Merge" >> beam.CombineGlobally(_MergeSummaries(sample_size))
+            | "Merge" >> beam.CombineGlobally(MergeSummaries(sample_size))
             | "Write" >> beam.Map(_write_stats, out_dir, sources, tuple(hard_labels)))
