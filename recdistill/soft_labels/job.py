@@ -4,7 +4,7 @@ Pipeline (the named transforms of transforms.py; one element per columnar chunk,
 row)::
 
     Create(splits) -> Reshuffle -> ReadShards -> ScoreWithTeacher
-        -> AttachSoftLabels -> WriteShards --------------------------\
+        -> AttachSoftLabels -> WriteShards -> MergeSummaries ---------\
         ReadShards/AttachSoftLabels dead letters -> DeadLetters ------+-> WriteStats
         ReadShards read summaries -----------------------------------/
 
