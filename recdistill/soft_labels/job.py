@@ -4,7 +4,7 @@ Pipeline (the named transforms of transforms.py; one element per columnar chunk,
 row)::
 
     Create(splits) -> Reshuffle -> ReadShards -> ScoreWithTeacher
-        -> AttachSoftLabels -> WriteShards --------------------------\
+        -> AttachSoftLabels -> WriteShards -> MergeSummaries ---------\
         ReadShards/AttachSoftLabels dead letters -> DeadLetters ------+-> WriteStats
         ReadShards read summaries -----------------------------------/
 
@@ -166,9 +166,14 @@ def label_rows(units, handler: handlers.TeacherModelHandler, specs, *, input_con
                 | "ScoreWithTeacher" >> transforms.ScoreWithTeacher(handler, model_handle)
                 | "AttachSoftLabels" >> transforms.AttachSoftLabels(
                     specs, output_config, tolerate_bad_rows=tolerate_bad_rows))
-    written = labelled[transforms.CHUNKS] | "WriteShards" >> transforms.WriteShards(
-        out_dir, output_config, soft_columns=[s.column for s in specs],
-        hard_labels=hard_labels, sample_size=sample_size)
+    written = (labelled[transforms.CHUNKS]
+               | "WriteShards" >> transforms.WriteShards(
+                   out_dir, output_config, soft_columns=[s.column for s in specs],
+                   hard_labels=hard_labels, sample_size=sample_size)
+               # Merged in the writing stage: past the Flatten below, every chunk's sampled
+               # rows would be held at once (transforms.MergeSummaries).
+               | "MergeWritten" >> beam.CombineGlobally(
+                   transforms.MergeSummaries(sample_size)))
     rejected = ((read[transforms.DEAD_LETTERS], labelled[transforms.DEAD_LETTERS])
                 | "AllRejected" >> beam.Flatten()
                 | "DeadLetters" >> transforms.DeadLetters(out_dir))

@@ -338,11 +338,36 @@ def DeadLetters(rejected, out_dir: str):
             | "Write" >> beam.Map(_write_dead_letters, out_dir))
 
 
-def _write_stats(element, out_dir: str, sources: dict, hard_labels: tuple, sample_size: int):
-    _, summaries = element
-    total = stats_lib.SoftLabelSummary()
-    for summary in summaries:
-        total = total.merge(summary, sample_size)
+class MergeSummaries(beam.CombineFn):
+    """Merges SoftLabelSummaries as they arrive, keeping one bounded summary per bundle.
+
+    Each chunk's summary carries a sample of up to ``sample_size`` rows, so holding them all
+    in one place holds every row's labels (the job's peak RSS grew with the data:
+    bench/scale.py). Apply it right after ``WriteShards``, in the same stage: Beam then merges
+    there and only one summary per bundle crosses the shuffle. Behind a Flatten of inputs from
+    several stages the in-process runner materialises every summary first.
+    """
+
+    def __init__(self, sample_size: int):
+        self._sample_size = sample_size
+
+    def create_accumulator(self):
+        return stats_lib.SoftLabelSummary()
+
+    def add_input(self, accumulator, summary):
+        return accumulator.merge(summary, self._sample_size)
+
+    def merge_accumulators(self, accumulators):
+        total = stats_lib.SoftLabelSummary()
+        for accumulator in accumulators:
+            total = total.merge(accumulator, self._sample_size)
+        return total
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def _write_stats(total, out_dir: str, sources: dict, hard_labels: tuple):
     content = total.to_dict(sources, hard_labels)
     json_files.write_json(filesystems.join(out_dir, stats_lib.STATS_FILE), content)
     return content
@@ -358,7 +383,5 @@ def WriteStats(summaries, out_dir: str, specs: Sequence[handlers.SoftLabelSpec],
     """
     sources = {spec.column: spec.describe() for spec in specs}
     return (summaries
-            | "KeyAll" >> beam.Map(lambda summary: (None, summary))
-            | "Gather" >> beam.GroupByKey()
-            | "Write" >> beam.Map(_write_stats, out_dir, sources, tuple(hard_labels),
-                                  sample_size))
+            | "Merge" >> beam.CombineGlobally(MergeSummaries(sample_size))
+            | "Write" >> beam.Map(_write_stats, out_dir, sources, tuple(hard_labels)))

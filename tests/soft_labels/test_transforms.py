@@ -175,3 +175,61 @@ def test_write_stats_merges_every_summary_into_stats_json(tmp_path):
         written = json.load(f)
     assert written["rejected_examples"] == ["f: row 3: bad"]
     assert written["soft_labels"]["kd_soft"]["mean"] == pytest.approx(0.525)
+
+
+def test_write_stats_merges_summaries_as_they_come_with_the_sample_bounded(tmp_path):
+    """A combine, lifted into the writing stage, not a GroupByKey that held every chunk's
+    sampled rows in one place (peak RSS grew with the data, bench/scale.py)."""
+    rng = np.random.default_rng(0)
+    chunks = [stats.SoftLabelSummary.of_chunk({"kd_soft": rng.normal(size=50)},
+                                              {"clk": rng.integers(0, 2, 50)}, rows_read=50,
+                                              rejected=[], seed=seed, sample_size=30)
+              for seed in range(6)]
+    merge = transforms.MergeSummaries(sample_size=30)
+    halves = [merge.create_accumulator(), merge.create_accumulator()]
+    for index, chunk in enumerate(chunks):  # two bundles, each merging as its chunks arrive
+        halves[index % 2] = merge.add_input(halves[index % 2], chunk)
+        assert len(halves[index % 2].sample_keys) <= 30
+    total = merge.extract_output(merge.merge_accumulators(halves))
+    in_order = chunks[0]
+    for chunk in chunks[1:]:
+        in_order = in_order.merge(chunk, 30)
+    # The bottom-k sample does not depend on how the chunks were grouped.
+    assert (total.rows_written, total.rows_read) == (300, 300)
+    np.testing.assert_array_equal(np.sort(total.sample_keys), np.sort(in_order.sample_keys))
+    assert total.maximum["kd_soft"] == max(c.maximum["kd_soft"] for c in chunks)
+
+    with TestPipeline() as p:
+        _ = p | Create(chunks) | transforms.WriteStats(str(tmp_path), [_kd_spec()], ["clk"],
+                                                        sample_size=30)
+        graph = p.to_runner_api()
+    by_urn = {}
+    for transform in graph.components.transforms.values():
+        by_urn.setdefault(transform.spec.urn, []).append(transform.unique_name)
+    assert any(name.endswith("/Merge/CombinePerKey")
+               for name in by_urn["beam:transform:combine_per_key:v1"])
+    assert all("/Merge/" in name for name in by_urn["beam:transform:group_by_key:v1"]
+               if name.startswith("WriteStats"))
+    with open(tmp_path / stats.STATS_FILE) as f:
+        written = json.load(f)
+    assert (written["rows_written"], written["sample_rows"]) == (300, 30)
+
+
+def test_the_job_merges_written_summaries_in_the_writing_stage_before_any_flatten(tmp_path):
+    """Behind the Flatten with the read and dead-letter summaries, the in-process runner held
+    every chunk's sampled rows until the end (bench/scale.py: 2.4 GB at 12.8M rows)."""
+    from recdistill.soft_labels import job
+
+    _, input_config, output_config = _configs()
+    p = TestPipeline()  # built, not run: the graph is the point (no teacher exists here)
+    job.label_rows(p | Create([]), handlers.TeacherModelHandler(str(tmp_path)), [_kd_spec()],
+                   input_config=input_config, output_config=output_config,
+                   hard_labels=["clk"], out_dir=str(tmp_path), tolerate_bad_rows=False,
+                   sample_size=30)
+    graph = p.to_runner_api()
+    transforms_ = graph.components.transforms
+    producer = {pcoll: t.unique_name for t in transforms_.values() if not t.subtransforms
+                for pcoll in t.outputs.values()}
+    merge = next(t for t in transforms_.values() if t.unique_name == "MergeWritten/KeyWithVoid")
+    (source,) = merge.inputs.values()
+    assert producer[source].startswith("WriteShards")
