@@ -51,7 +51,9 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
               thresholds: str | None = None, num_steps: int = 0,
               run_date: str | None = None, runner=None,
               serving_dir: str | None = None, cross_fit_folds: int = 0,
-              cross_fit_key: str = "") -> LocalRun:
+              cross_fit_key: str = "", kd_variants: list | None = None,
+              validation_fraction: float = 0.1, validation_key: str = "",
+              selection_metric: str = "auc") -> LocalRun:
     """Runs the pipeline with kfp.local (by default its SubprocessRunner).
 
     Args:
@@ -72,6 +74,11 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
         library reaches (``gs://``, ``s3://``, ``minio://``), as on a cluster.
       cross_fit_folds: K >= 2: cross-fitted soft labels from K fold teachers (0: off).
       cross_fit_key: their fold key column ('' = the student config's).
+      kd_variants: the kd sweep's overrides of the kd blocks (``recdistill.kd.variants``).
+      validation_fraction: training rows held out to choose among the kd students and the
+        baseline (0: no split, the configured kd student goes on).
+      validation_key: the holdout's key column ('' = the GAUC uid_field).
+      selection_metric: auc or gauc on the validation rows.
 
     Raises:
       ValueError: a user config was given without its data.
@@ -110,7 +117,9 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
                     teacher_uri=teacher_uri, train_data=train_data, eval_data=eval_data,
                     push_destination=serving, thresholds=thresholds or "",
                     num_steps=num_steps, cross_fit_folds=cross_fit_folds,
-                    cross_fit_key=cross_fit_key,
+                    cross_fit_key=cross_fit_key, kd_variants=kd_variants or [],
+                    validation_fraction=validation_fraction, validation_key=validation_key,
+                    selection_metric=selection_metric,
                     run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime(
                         "%Y-%m-%d"))
     finally:
@@ -142,8 +151,12 @@ def _share_with_containers(work: pathlib.Path) -> None:
 
 
 def _summarize(run_dir: pathlib.Path, serving: str, seconds: float) -> LocalRun:
-    artifacts = {f"{task.name}/{output.name}": str(output)
-                 for task in sorted(run_dir.iterdir()) if task.is_dir()
+    # A ParallelFor iteration (the kd sweep's students) is a folder of task folders.
+    tasks = [folder for child in sorted(run_dir.iterdir()) if child.is_dir()
+             for folder in (sorted(p for p in child.iterdir() if p.is_dir())
+                            if "-iteration-" in child.name else [child])]
+    artifacts = {f"{task.relative_to(run_dir)}/{output.name}": str(output)
+                 for task in tasks
                  for output in sorted(task.iterdir()) if output.name != "executor_output.json"}
     metrics_file = run_dir / "evaluate" / "evaluation" / METRICS_FILE
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
@@ -172,6 +185,9 @@ def format_summary(run: LocalRun) -> str:
                      f"{_num(agreement['spearman'], 0, '.3f')}, "
                      f"top-{agreement['topk_overlap']['k']} overlap "
                      f"{_num(agreement['topk_overlap']['mean'], 0, '.3f')}")
+    chosen = run.metrics.get("selection") or {}
+    if chosen:
+        lines.append(f"  kd sweep: {chosen['chosen']} went on ({chosen['reason']})")
     blessing = run.metrics.get("blessing", {})
     lines.append(f"  blessed: {run.metrics.get('blessed')} "
                  f"({'; '.join(blessing.get('reasons', []))})")

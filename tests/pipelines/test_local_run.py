@@ -16,7 +16,9 @@ def two_runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("local")
     first = local_run.run_local(str(work), run_date="2026-11-27")
     # Day two: the first push is now the champion; only an absolute bound, so it pushes again.
-    second = local_run.run_local(str(work), thresholds='{"min_auc": 0.55}', run_date="2026-11-28")
+    # A kd variant beside the configured student: two items in the sweep's ParallelFor.
+    second = local_run.run_local(str(work), thresholds='{"min_auc": 0.55}', run_date="2026-11-28",
+                                 kd_variants=[{"loss_weight": 0.5}])
     return work, first, second
 
 
@@ -30,7 +32,7 @@ def test_first_run_trains_teacher_student_baseline_and_pushes_version_1(two_runs
     assert first.metrics["blessed"] is True
     soft = first.artifacts["generate-soft-labels/soft_labels"]
     stats = json.loads(open(os.path.join(soft, "stats.json")).read())
-    assert stats["rows_read"] == stats["rows_written"] == 40_000
+    assert stats["rows_read"] == stats["rows_written"] == _train_rows(first)
     assert os.path.exists(os.path.join(work, "serving", "1", "saved_model.pb"))
 
 
@@ -65,7 +67,8 @@ def _logged(run, task, output):
 def test_metrics_artifacts_carry_training_soft_label_and_evaluation_scalars(two_runs):
     _, first, _ = two_runs
     soft = _logged(first, "generate-soft-labels", "stats")
-    assert soft["rows_read"] == soft["rows_written"] == 40_000 and soft["rows_rejected"] == 0
+    assert soft["rows_read"] == soft["rows_written"] == _train_rows(first)
+    assert soft["rows_rejected"] == 0
     assert 0.7 < soft["teacher_auc_kd_soft"] <= 1.0
     stats = json.loads(open(os.path.join(first.artifacts["generate-soft-labels/soft_labels"],
                                          "stats.json")).read())
@@ -74,8 +77,32 @@ def test_metrics_artifacts_carry_training_soft_label_and_evaluation_scalars(two_
     models = first.metrics["models"]
     assert any(v == pytest.approx(models["student"]["auc"]) for v in evaluated.values())
     assert any(v == pytest.approx(first.metrics["kd_gain"]["auc"]) for v in evaluated.values())
-    trained = _logged(first, "train-model", "metrics")
+    trained = _logged(first, "train-model-2", "metrics")
     assert trained and all(isinstance(v, (int, float)) for v in trained.values())
+
+
+def _train_rows(run) -> int:
+    """Rows the kd sweep's holdout left for training (about 90% of the sample's 40,000)."""
+    rows = _logged(run, "prepare-sweep", "train")["rows"]
+    assert 34_000 < rows < 38_000
+    return rows
+
+
+def test_the_sweep_chooses_on_validation_rows_and_that_model_is_evaluated(two_runs):
+    _, first, second = two_runs
+    for run, names in ((first, {"kd", "baseline"}), (second, {"kd", "kd_v1", "baseline"})):
+        chosen = run.metrics["selection"]
+        assert set(chosen["candidates"]) == names and chosen["chosen"] in names
+        assert run.metrics["model_digest"] == chosen["candidates"][chosen["chosen"]]["digest"]
+        logged = _logged(run, "select-candidate", "metrics")
+        for name in names:
+            assert logged[f"valid_auc_{name}"] == pytest.approx(
+                chosen["candidates"][name]["auc"])
+        assert "kd sweep: candidates on the validation split" in open(
+            run.artifacts["evaluate/report"]).read()
+    assert second.metrics["selection"]["candidates"]["kd_v1"]["overrides"] == {
+        "loss_weight": 0.5}
+    assert "kd sweep: " in local_run.format_summary(second)
 
 
 def test_classification_metrics_hold_the_students_roc_and_confusion_matrix(two_runs):
@@ -95,7 +122,7 @@ def test_classification_metrics_hold_the_students_roc_and_confusion_matrix(two_r
 
 def test_html_artifacts_are_the_reports(two_runs):
     _, first, _ = two_runs
-    for name in ("evaluate/report", "train-model/report"):
+    for name in ("evaluate/report", "train-model-2/report"):
         path = first.artifacts[name]
         html = open(path if os.path.isfile(path) else os.path.join(path, "report.html")).read()
         assert html.lstrip().lower().startswith(("<!doctype html", "<html")), name
