@@ -148,7 +148,7 @@ def seed_everything(seed: int) -> None:
 # ---------------------------------------------------------------- data and configs
 
 
-def prepare_data(data: str, out_dir: str):
+def prepare_data(data: str, out_dir: str, movielens_dir: str = MOVIELENS_DIR):
     """Writes the dataset and its three configs.
 
     Returns:
@@ -158,10 +158,10 @@ def prepare_data(data: str, out_dir: str):
 
     if data == "sample":
         written, features = sample.write_sample_data(out_dir), sample.SAMPLE_FEATURES
-    elif not os.path.isdir(MOVIELENS_DIR):
+    elif not os.path.isdir(movielens_dir):
         return None
     else:
-        written = movielens.prepare_movielens(MOVIELENS_DIR, out_dir)
+        written = movielens.prepare_movielens(movielens_dir, out_dir)
         features = movielens.MOVIELENS_FEATURES
     return written, {f.name for f in features if f.group == sample.PRIVILEGED_GROUP}
 
@@ -525,6 +525,9 @@ def parse_args(argv=None):
                         help="which part to run (each writes its own results file); "
                              "all: every suite in turn")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--movielens-dir", default=MOVIELENS_DIR,
+                        help="the unpacked ml-100k folder (default: ../shared/data/ml-100k "
+                             "of the checkout)")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results"),
                         help="folder for the results files (.md and .png)")
     parser.add_argument("--work-dir", default="",
@@ -535,9 +538,9 @@ def parse_args(argv=None):
 def run_suite(suite: Suite, args, work_dir: str) -> str:
     """Runs one suite on ``args.data`` over every seed; returns the results file."""
     clock = Clock()
-    prepared = prepare_data(args.data, os.path.join(work_dir, "data"))
+    prepared = prepare_data(args.data, os.path.join(work_dir, "data"), args.movielens_dir)
     if prepared is None:
-        print(f"MovieLens-100K not found at {os.path.normpath(MOVIELENS_DIR)}; skipping. "
+        print(f"MovieLens-100K not found at {os.path.normpath(args.movielens_dir)}; skipping. "
               "Unzip https://files.grouplens.org/datasets/movielens/ml-100k.zip there.")
         return ""
     data, privileged = prepared
