@@ -181,16 +181,22 @@ def teacher_configs(teacher_cfg, privileged: set) -> dict:
             cfg.model_config.model_class = GBDT
             cfg.model_config.gbdt.SetInParent()  # the model oneof: clears dcn
         if name.endswith(RANKING_ONLY):
-            kept = [f for f in cfg.feature_config.features
-                    if config_lib.feature_name(f) not in privileged]
-            del cfg.feature_config.features[:]
-            cfg.feature_config.features.extend(kept)
-            for group in cfg.model_config.feature_groups:
-                names = [n for n in group.feature_names if n not in privileged]
-                del group.feature_names[:]
-                group.feature_names.extend(names)
+            keep_features(cfg, {config_lib.feature_name(f) for f in cfg.feature_config.features
+                                if config_lib.feature_name(f) not in privileged})
         configs[name] = cfg
     return configs
+
+
+def keep_features(cfg, names: set) -> None:
+    """Drops every feature of ``cfg`` not in ``names`` from feature_config and its feature
+    groups (the columns stay in the files, unread); edits ``cfg`` in place."""
+    kept = [f for f in cfg.feature_config.features if config_lib.feature_name(f) in names]
+    del cfg.feature_config.features[:]
+    cfg.feature_config.features.extend(kept)
+    for group in cfg.model_config.feature_groups:
+        grouped = [n for n in group.feature_names if n in names]
+        del group.feature_names[:]
+        group.feature_names.extend(grouped)
 
 
 def kd_description(student_cfg, setting: Setting) -> str:
@@ -467,28 +473,39 @@ SUITES = {
         "teacher's probabilities as gains (`recdistill.metrics.teacher_consistency`, the "
         "evaluation's defaults k = m = 10)."),
 }
+#: The failure scenarios of issue 11 (bench/quality_scenarios.py): their own runner and table.
+SCENARIOS = "scenarios"
+SUITES[SCENARIOS] = Suite(SCENARIOS, (), "quality-scenarios", (), (), "")
 
 
 def write_report(out_dir: str, data: str, suite: Suite, rows: list, seeds: int,
                  seconds: float, notes: str) -> str:
-    """Writes <suite stem>-<data>.md and its PNG; returns the .md path.
+    """Writes <suite stem>-<data>.md and its PNG; returns the .md path."""
+    os.makedirs(out_dir, exist_ok=True)
+    png = f"{suite.stem}-{data}.png"
+    plot(rows, suite.plotted, os.path.join(out_dir, png),
+         f"DSSM + kd on {data}, {seeds} seed(s)")
+    return write_text_report(
+        out_dir, f"{suite.stem}-{data}.md",
+        f"# kd quality on {data}: {suite.name} suite\n\n{suite.intro}\n\n"
+        f"Mean ± std over {seeds} seed(s). kd gain = student + kd − student without kd "
+        "(AUC, per seed, then averaged); gap recovered = mean gain / (mean teacher AUC − "
+        "mean no-kd AUC), against the setting's own teacher.\n\n"
+        f"{table(rows, suite.metrics)}\n\n![{suite.name} kd per setting]({png})\n\n{notes}",
+        seconds)
+
+
+def write_text_report(out_dir: str, name: str, body: str, seconds: float) -> str:
+    """Writes ``body`` and how it was measured to ``out_dir/name``; returns the path.
 
     The measured part is rewritten; findings written below ``NOTES_MARKER`` are kept.
     """
     os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, f"{suite.stem}-{data}.md")
+    path = os.path.join(out_dir, name)
     findings = _kept_findings(path) or NOTES_MARKER + "\n"
-    png = f"{suite.stem}-{data}.png"
-    plot(rows, suite.plotted, os.path.join(out_dir, png),
-         f"DSSM + kd on {data}, {seeds} seed(s)")
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/quality.py",
                                                 *sys.argv[1:]])
-    text = (f"# kd quality on {data}: {suite.name} suite\n\n{suite.intro}\n\n"
-            f"Mean ± std over {seeds} seed(s). kd gain = student + kd − student without kd "
-            "(AUC, per seed, then averaged); gap recovered = mean gain / (mean teacher AUC − "
-            "mean no-kd AUC), against the setting's own teacher.\n\n"
-            f"{table(rows, suite.metrics)}\n\n![{suite.name} kd per setting]({png})\n\n{notes}"
-            f"- command: `{command}`\n"
+    text = (f"{body}- command: `{command}`\n"
             f"- machine: {machine()}\n"
             f"- wall time: {seconds / 60:.1f} min ({seconds:.0f} s)\n\n"
             f"{findings}")
@@ -545,6 +562,10 @@ def run_suite(suite: Suite, args, work_dir: str) -> str:
         return ""
     data, privileged = prepared
     clock.say(f"{args.data}, {suite.name} suite: data and configs in {data.out_dir}")
+    if suite.name == SCENARIOS:
+        import quality_scenarios
+
+        return quality_scenarios.run(args.data, data, args.seeds, work_dir, args.out, clock)
     suite_dir = os.path.join(work_dir, suite.name)
     per_seed = [run_seed(seed, data, privileged, suite.settings, suite_dir, clock)
                 for seed in range(args.seeds)]
