@@ -270,9 +270,38 @@ def evaluate_student(student: str, cfg, eval_uri: str, teacher: str, baseline: s
     return result.metrics["models"]
 
 
+def evaluated_seed(paths: Paths, settings) -> dict | None:
+    """One seed's results read back from its evaluations, or None unless all exist.
+
+    So a rerun over the same ``--work-dir`` reports finished seeds without retraining them.
+    """
+    import json
+
+    from recdistill import evaluation
+
+    results = {}
+    for setting in settings:
+        path = os.path.join(paths.evaluation(setting.name), evaluation.METRICS_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            models = json.load(f)["models"]
+        results[setting.name] = models["student"]
+        results[f"teacher {setting.teacher}"] = models["teacher"]
+        results[NO_KD] = models["baseline"]
+    return results
+
+
 def run_seed(seed: int, data, privileged: set, settings, work_dir: str, clock: Clock) -> dict:
-    """Trains and evaluates every model for one seed; returns model name -> metrics."""
+    """Trains and evaluates every model for one seed; returns model name -> metrics.
+
+    A seed whose evaluations all exist in ``work_dir`` (an earlier run) is read back.
+    """
     paths = Paths(os.path.join(work_dir, f"seed{seed}"))
+    done = evaluated_seed(paths, settings)
+    if done is not None:
+        clock.say(f"seed {seed}: read back from {paths.root}")
+        return done
     teacher_cfgs = teacher_configs(config_lib.load_config(data.teacher_config), privileged)
     student_cfg = config_lib.load_config(data.student_config)
 
