@@ -41,6 +41,8 @@ class RankingKd:
     loss_type: int
     params: tuple = ()
     loss_weight: float = 1.0
+    #: '' (pairwise types only): pairs over the whole row-shuffled batch, no session batching.
+    session: str = SESSION
 
     @property
     def soft_label(self) -> str:
@@ -52,7 +54,8 @@ class RankingKd:
         params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in self.params)
         return (f"{pipeline_pb2.LossType.Name(self.loss_type)}({params}) "
-                f"w={self.loss_weight:g} per {SESSION}")
+                f"w={self.loss_weight:g} " + (f"per {self.session}" if self.session
+                                              else "over the batch"))
 
     def add_to(self, cfg, *, alone: bool = False) -> None:
         """Adds this block to ``cfg``'s kd blocks, with the rank column when it reads it.
@@ -75,7 +78,8 @@ class RankingKd:
             loss_name="kd_rank", pred_name="logits", soft_label_name=self.soft_label,
             loss_type=self.loss_type, loss_weight=self.loss_weight)
         param = getattr(block, pipeline_pb2.LossType.Name(self.loss_type).lower())
-        param.session_name = SESSION
+        if self.session:
+            param.session_name = self.session
         for field, value in self.params:
             setattr(param, field, value)
         if self.soft_label not in cfg.data_config.label_fields:
