@@ -115,7 +115,8 @@ POINTWISE_SETTINGS = (
 #: the pre-ranker should agree with); RANKING_ALONE_SETTINGS drop the pointwise block.
 POINTWISE_CE = "CE (pointwise)"
 RANKING_SETTINGS = (Setting(POINTWISE_CE),) + tuple(
-    Setting(f"CE + {name}", ranking=ranking) for name, ranking in quality_ranking.RANKING_LOSSES)
+    Setting(f"CE + {name}", ranking=ranking)
+    for name, ranking in (*quality_ranking.RANKING_LOSSES, quality_ranking.BATCH_LOGISTIC))
 RANKING_ALONE_SETTINGS = (Setting(POINTWISE_CE),) + tuple(
     Setting(name, ranking=ranking, pointwise=False)
     for name, ranking in quality_ranking.RANKING_LOSSES)
@@ -270,63 +271,65 @@ def evaluate_student(student: str, cfg, eval_uri: str, teacher: str, baseline: s
     return result.metrics["models"]
 
 
-def evaluated_seed(paths: Paths, settings) -> dict | None:
-    """One seed's results read back from its evaluations, or None unless all exist.
-
-    So a rerun over the same ``--work-dir`` reports finished seeds without retraining them.
-    """
+def _evaluation(paths: Paths, setting: Setting) -> dict | None:
+    """A setting's evaluation (metrics.json's ``models``) from an earlier run, or None."""
     import json
 
     from recdistill import evaluation
 
-    results = {}
-    for setting in settings:
-        path = os.path.join(paths.evaluation(setting.name), evaluation.METRICS_FILE)
-        if not os.path.exists(path):
-            return None
-        with open(path, encoding="utf-8") as f:
-            models = json.load(f)["models"]
-        results[setting.name] = models["student"]
-        results[f"teacher {setting.teacher}"] = models["teacher"]
-        results[NO_KD] = models["baseline"]
-    return results
+    path = os.path.join(paths.evaluation(setting.name), evaluation.METRICS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)["models"]
+
+
+def _trained(cfg, seed: int, model_dir: str, train_uri: str) -> str:
+    """The export of ``model_dir`` when an earlier run finished it, else a fresh training."""
+    from recdistill import exported
+
+    done = exported.export_dir(model_dir)
+    if os.path.exists(os.path.join(done, exported.METADATA_FILE)):
+        return done
+    return train_model(cfg, seed, model_dir, train_uri)
 
 
 def run_seed(seed: int, data, privileged: set, settings, work_dir: str, clock: Clock) -> dict:
     """Trains and evaluates every model for one seed; returns model name -> metrics.
 
-    A seed whose evaluations all exist in ``work_dir`` (an earlier run) is read back.
+    Resumes: models, soft labels and evaluations an earlier run over the same ``work_dir``
+    finished are reused, so a setting added later trains alone.
     """
     paths = Paths(os.path.join(work_dir, f"seed{seed}"))
-    done = evaluated_seed(paths, settings)
-    if done is not None:
-        clock.say(f"seed {seed}: read back from {paths.root}")
-        return done
+    evaluated = {s.name: _evaluation(paths, s) for s in settings}
+    todo = [s for s in settings if evaluated[s.name] is None]
     teacher_cfgs = teacher_configs(config_lib.load_config(data.teacher_config), privileged)
     student_cfg = config_lib.load_config(data.student_config)
 
     teachers, soft = {}, {}
-    for kind in sorted({s.teacher for s in settings}):
-        clock.say(f"seed {seed}: training the {kind} teacher")
-        teachers[kind] = train_model(teacher_cfgs[kind], seed, paths.model(kind), data.train_path)
-        clock.say(f"seed {seed}: soft labels from the {kind} teacher")
-        soft[kind] = label_training_data(teachers[kind], student_cfg, data.train_path,
-                                         paths.soft_labels(kind))
-    clock.say(f"seed {seed}: training {NO_KD}")
-    baseline = train_model(config_lib.without_kd(student_cfg), seed, paths.model(NO_KD),
-                           data.train_path)
+    for kind in sorted({s.teacher for s in todo}):
+        clock.say(f"seed {seed}: the {kind} teacher and its soft labels")
+        teachers[kind] = _trained(teacher_cfgs[kind], seed, paths.model(kind), data.train_path)
+        soft[kind] = paths.soft_labels(kind)
+        if not os.path.exists(os.path.join(soft[kind], "stats.json")):
+            label_training_data(teachers[kind], student_cfg, data.train_path, soft[kind])
+    if todo:
+        baseline = _trained(config_lib.without_kd(student_cfg), seed, paths.model(NO_KD),
+                            data.train_path)
 
     results = {}
     for setting in settings:
-        clock.say(f"seed {seed}: training DSSM + kd, {setting.name}")
-        cfg = setting.apply(student_cfg)
-        train_uri = soft[setting.teacher]
-        if quality_ranking.TEACHER_RANK in config_lib.soft_label_fields(cfg):
-            train_uri = quality_ranking.with_teacher_ranks(
-                train_uri, student_cfg, cfg, paths.soft_labels(f"{setting.name} ranks"))
-        student = train_model(cfg, seed, paths.model(setting.name), train_uri)
-        models = evaluate_student(student, cfg, data.eval_path, teachers[setting.teacher],
-                                  baseline, paths.evaluation(setting.name))
+        models = evaluated[setting.name]
+        if models is None:
+            clock.say(f"seed {seed}: training DSSM + kd, {setting.name}")
+            cfg = setting.apply(student_cfg)
+            train_uri = soft[setting.teacher]
+            if quality_ranking.TEACHER_RANK in config_lib.soft_label_fields(cfg):
+                train_uri = quality_ranking.with_teacher_ranks(
+                    train_uri, student_cfg, cfg, paths.soft_labels(f"{setting.name} ranks"))
+            student = train_model(cfg, seed, paths.model(setting.name), train_uri)
+            models = evaluate_student(student, cfg, data.eval_path, teachers[setting.teacher],
+                                      baseline, paths.evaluation(setting.name))
         results[setting.name] = models["student"]
         results[f"teacher {setting.teacher}"] = models["teacher"]
         results[NO_KD] = models["baseline"]

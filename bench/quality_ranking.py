@@ -130,3 +130,7 @@ CLID = RankingKd(pipeline_pb2.LISTWISE_CALIBRATED_DISTILL_LOSS)
 #: The ranking kd losses the bench compares, each alone and beside the pointwise CE block.
 RANKING_LOSSES = (("pairwise logistic", LOGISTIC), ("pairwise hinge", HINGE),
                   ("listwise distill", LISTWISE), ("CLID", CLID))
+#: Pairwise kd over the whole row-shuffled batch: found after the per-user blocks above lost to
+#: pointwise CE on the sample, where batches of whole users hold only ~2.5 users each.
+BATCH_LOGISTIC = ("pairwise logistic over the batch",
+                  RankingKd(pipeline_pb2.PAIRWISE_LOGISTIC_LOSS, session=""))
