@@ -294,14 +294,18 @@ def _trained(cfg, seed: int, model_dir: str, train_uri: str) -> str:
     return train_model(cfg, seed, model_dir, train_uri)
 
 
-def run_seed(seed: int, data, privileged: set, settings, work_dir: str, clock: Clock) -> dict:
+def run_seed(seed: int, data, privileged: set, settings, work_dir: str, clock: Clock, *,
+             train: bool = True) -> dict:
     """Trains and evaluates every model for one seed; returns model name -> metrics.
 
     Resumes: models, soft labels and evaluations an earlier run over the same ``work_dir``
-    finished are reused, so a setting added later trains alone.
+    finished are reused, so a setting added later trains alone. With ``train`` False only
+    those are returned (settings not evaluated yet are left out).
     """
     paths = Paths(os.path.join(work_dir, f"seed{seed}"))
     evaluated = {s.name: _evaluation(paths, s) for s in settings}
+    if not train:
+        settings = [s for s in settings if evaluated[s.name] is not None]
     todo = [s for s in settings if evaluated[s.name] is None]
     teacher_cfgs = teacher_configs(config_lib.load_config(data.teacher_config), privileged)
     student_cfg = config_lib.load_config(data.student_config)
@@ -359,6 +363,7 @@ class Row:
     gain: float | None = None
     gain_std: float | None = None
     recovered: float | None = None
+    seeds: int = 0
 
     @property
     def auc(self) -> np.ndarray:
@@ -366,26 +371,37 @@ class Row:
 
 
 def summarize(per_seed: list, settings, student_cfg) -> list:
-    """Table rows: the teachers, the no-kd baseline, then each kd setting with its gain."""
-    by_model = collections.defaultdict(lambda: collections.defaultdict(list))
-    for results in per_seed:
-        for name, values in results.items():
-            for metric in METRICS:
-                value = values.get(metric)
-                by_model[name][metric].append(np.nan if value is None else value)
+    """Table rows: the teachers, the no-kd baseline, then each kd setting with its gain.
 
-    def row(name, kd=""):
-        return Row(name, kd, {k: np.array(v, dtype=float) for k, v in by_model[name].items()})
+    A setting missing from some seeds (a run reported with ``--report-only`` before it
+    finished) is summarised over the seeds it has, its gain against the same seeds' baseline;
+    ``Row.seeds`` says how many.
+    """
+    by_model = collections.defaultdict(dict)  # name -> seed -> values
+    for seed, results in enumerate(per_seed):
+        for name, values in results.items():
+            by_model[name][seed] = values
+
+    def row(name, kd="", seeds=None):
+        seeds = sorted(by_model[name]) if seeds is None else seeds
+        values = {m: np.array([np.nan if by_model[name][i].get(m) is None
+                               else by_model[name][i][m] for i in seeds], dtype=float)
+                  for m in METRICS}
+        return Row(name, kd, values, seeds=len(seeds))
 
     rows = [row(f"teacher {name}") for name in TEACHERS if f"teacher {name}" in by_model]
     baseline = row(NO_KD, "none")
     rows.append(baseline)
     for setting in settings:
-        r = row(setting.name, kd_description(student_cfg, setting))
-        gains = r.auc - baseline.auc
-        gap = by_model[f"teacher {setting.teacher}"]["auc"]
+        if setting.name not in by_model:
+            continue
+        seeds = sorted(by_model[setting.name])
+        r = row(setting.name, kd_description(student_cfg, setting), seeds)
+        paired = row(NO_KD, seeds=seeds).auc
+        gains = r.auc - paired
+        gap = row(f"teacher {setting.teacher}", seeds=seeds).auc
         r.gain, r.gain_std = float(gains.mean()), float(gains.std())
-        gap_mean = float(np.mean(gap) - baseline.auc.mean())
+        gap_mean = float(np.mean(gap) - paired.mean())
         r.recovered = r.gain / gap_mean if gap_mean > 0 else None
         rows.append(r)
     return rows
@@ -397,6 +413,7 @@ def _pm(values: np.ndarray) -> str:
 
 def table(rows: list, metrics: tuple) -> str:
     """The results as a Markdown table with the given :data:`METRICS` columns."""
+    most = max(r.seeds for r in rows)
     lines = ["| model | kd | " + " | ".join(METRICS[m] for m in metrics)
              + " | kd gain (AUC) | gap recovered |",
              "|---|---|" + "---|" * len(metrics) + "---|---|"]
@@ -404,7 +421,8 @@ def table(rows: list, metrics: tuple) -> str:
         gain = f"{r.gain:+.4f} ± {r.gain_std:.4f}" if r.gain is not None else ""
         recovered = ("" if r.gain is None else "n/a: teacher not ahead" if r.recovered is None
                      else f"{100 * r.recovered:.0f}%")
-        lines.append(f"| {r.name} | {r.kd} | "
+        name = r.name if r.seeds == most else f"{r.name} ({r.seeds} seed{'s' * (r.seeds > 1)})"
+        lines.append(f"| {name} | {r.kd} | "
                      + " | ".join(_pm(r.values[m]) for m in metrics)
                      + f" | {gain} | {recovered} |")
     return "\n".join(lines)
@@ -579,6 +597,9 @@ def parse_args(argv=None):
                              "of the checkout)")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results"),
                         help="folder for the results files (.md and .png)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report what earlier runs over --work-dir "
+                             "evaluated (each setting over the seeds it has)")
     parser.add_argument("--work-dir", default="",
                         help="models, soft labels and evaluations (default: a temp folder)")
     return parser.parse_args(argv)
@@ -599,7 +620,8 @@ def run_suite(suite: Suite, args, work_dir: str) -> str:
 
         return quality_scenarios.run(args.data, data, args.seeds, work_dir, args.out, clock)
     suite_dir = os.path.join(work_dir, suite.name)
-    per_seed = [run_seed(seed, data, privileged, suite.settings, suite_dir, clock)
+    per_seed = [run_seed(seed, data, privileged, suite.settings, suite_dir, clock,
+                         train=not args.report_only)
                 for seed in range(args.seeds)]
     rows = summarize(per_seed, suite.settings, config_lib.load_config(data.student_config))
     print(table(rows, suite.metrics))
