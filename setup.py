@@ -25,6 +25,7 @@ setup(
         "keras>=3.15,<4",
         "kfp==2.17.*",
         "kfp-kubernetes==2.17.*",
+        "kubernetes>=30.1,<31",  # recdistill.training.tfjob (kfp depends on it too)
         "apache-beam[gcp]==2.77.*",
         "tfx-bsl==1.21.*",
         "google-cloud-storage>=3.17,<4",

@@ -12,13 +12,16 @@ from typing import List
 
 from kfp import dsl, kubernetes
 
+from components.cross_fit_folds.component import cross_fit_folds as cross_fit_folds_op
 from components.current_champion.component import current_champion
 from components.evaluate.component import evaluate
+from components.fold_teacher_uris.component import fold_teacher_uris
 from components.generate_soft_labels.component import generate_soft_labels
 from components.prepare_teacher.component import prepare_teacher
 from components.push_model.component import push_model
 from components.resolve_data_uris.component import resolve_data_uris
 from components.teacher_placement.component import teacher_placement
+from components.train_fold_teacher.component import train_fold_teacher
 from components.train_model.component import train_model
 
 PIPELINE_NAME = "recdistill-kd"
@@ -35,6 +38,11 @@ RETRY = dict(num_retries=IO_RETRIES, backoff_duration="30s", backoff_factor=2)
 #: parameter used only in a resource request into a dsl.If sub-DAG, so a parameterised request
 #: there cannot be resolved (kfp.local fails with "pipelinechannel--… not found").
 PUSH_REQUEST = dict(cpu="1", memory="4G")
+#: CPU/memory of the fold teachers and the small steps around them, inside the cross-fitting
+#: condition: constants for the same reason as PUSH_REQUEST. The GPU node selector and
+#: tolerations are still the trainer_* parameters.
+FOLD_TEACHER_REQUEST = dict(cpu="4", memory="16G")
+CROSS_FIT_STEP_REQUEST = dict(cpu="1", memory="4G")
 
 
 def _request_gpu(task: dsl.PipelineTask, *, cpu: str, memory: str, node_selector,
@@ -53,6 +61,29 @@ def _request_gpu(task: dsl.PipelineTask, *, cpu: str, memory: str, node_selector
 def _request(task: dsl.PipelineTask, *, cpu: str, memory: str) -> dsl.PipelineTask:
     """CPU and memory requests of a step (pipeline parameters, so each run can size them)."""
     return task.set_cpu_request(cpu).set_memory_request(memory)
+
+
+def _fold_teachers(num_folds, key, *, student_config, teacher_config, train_table, eval_table,
+                   date, num_steps, node_selector, tolerations):
+    """The cross-fitting fold teachers' URIs: ``dsl.ParallelFor`` trains one per fold (GPU
+    pods in parallel) when ``num_folds`` is not 0 (1 and negatives fail in cross_fit_folds,
+    naming the fix); [] otherwise, and the soft labels come from the one teacher."""
+    with dsl.If(num_folds != 0, name="cross-fit"):
+        folds = _request(cross_fit_folds_op(student_config=student_config, num_folds=num_folds,
+                                            key=key, run_date=date), **CROSS_FIT_STEP_REQUEST)
+        with dsl.ParallelFor(folds.output, name="fold-teachers") as fold:
+            trained = _request_gpu(
+                train_fold_teacher(config=teacher_config, student_config=student_config,
+                                   key=key, fold=fold, num_folds=num_folds,
+                                   train_data=train_table.output, eval_data=eval_table.output,
+                                   run_date=date, num_steps=num_steps),
+                **FOLD_TEACHER_REQUEST, node_selector=node_selector,
+                tolerations=tolerations).set_retry(**RETRY)
+        collected = _request(fold_teacher_uris(teachers=dsl.Collected(trained.outputs["teacher"])),
+                             **CROSS_FIT_STEP_REQUEST)
+    with dsl.Else(name="one-teacher"):
+        none = _request(fold_teacher_uris(), **CROSS_FIT_STEP_REQUEST)
+    return dsl.OneOf(collected.output, none.output)
 
 
 @dsl.pipeline(name=PIPELINE_NAME,
@@ -76,10 +107,13 @@ def kd_pipeline(
     trainer_memory: str = "16G",
     trainer_node_selector: dict = {},
     trainer_tolerations: list = [],
+    train_workers: int = 1,
     beam_cpu: str = "4",
     beam_memory: str = "16G",
     runtime_cpu: str = "1",
     runtime_memory: str = "4G",
+    cross_fit_folds: int = 0,
+    cross_fit_key: str = "",
 ):
     """Distils a teacher into the student of ``student_config`` and pushes it when blessed.
 
@@ -103,12 +137,20 @@ def kd_pipeline(
         {"cloud.google.com/gke-accelerator": "nvidia-l4"}.
       trainer_tolerations: tolerations for the training pods, e.g. [{"key":
         "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}].
+      train_workers: pods per training step. 1 trains in the step's pod; N > 1 makes each
+        step submit a Training Operator TFJob of N workers, each sized and placed like the
+        step (the trainer_* parameters), and wait for it (README, Scaling).
       beam_cpu: CPU request of the soft-label step (the DirectRunner uses them all; with a
         distributed runner the step only submits the job).
       beam_memory: memory request of the soft-label step.
       runtime_cpu: CPU request of the other CPU steps (evaluate, champion, dates; the push
         step inside the blessing condition requests PUSH_REQUEST).
       runtime_memory: memory request of the other CPU steps.
+      cross_fit_folds: K >= 2: honest soft labels, each row scored by one of K fold teachers
+        (trained in parallel from ``teacher_config``) that never saw its fold; the teacher
+        trained on all rows (or ``teacher_uri``) is still the one evaluated. 0 = off.
+      cross_fit_key: the fold key column (a user or session id); '' = the student config's
+        gauc uid_field, else its kd session_name.
     """
     gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
                tolerations=trainer_tolerations)
@@ -130,13 +172,18 @@ def kd_pipeline(
     teacher = _request_gpu(
         prepare_teacher(config=teacher_config, teacher_uri=teacher_uri,
                         train_data=train_table.output, eval_data=eval_table.output,
-                        run_date=date, num_steps=num_steps),
+                        run_date=date, num_steps=num_steps, workers=train_workers),
         **{**gpu, "node_selector": placement.outputs["node_selector"]},
         gpus=placement.outputs["gpus"]).set_retry(**RETRY)
+    fold_teachers = _fold_teachers(
+        cross_fit_folds, cross_fit_key, student_config=student_config,
+        teacher_config=teacher_config, train_table=train_table, eval_table=eval_table, date=date,
+        num_steps=num_steps, node_selector=trainer_node_selector,
+        tolerations=trainer_tolerations)
     soft_labels = _request(generate_soft_labels(
         teacher=teacher.outputs["teacher"], config=student_config,
         train_data=train_table.output, run_date=date, runner=beam_runner, beam_args=beam_args,
-        max_bad_rows_fraction=max_bad_rows_fraction),
+        max_bad_rows_fraction=max_bad_rows_fraction, fold_teachers=fold_teachers),
         cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
     # Never cached: the champion changes whenever a push lands, also twice on one day.
     champion = _request(current_champion(destination=push_destination, run_date=date),
@@ -145,12 +192,12 @@ def kd_pipeline(
     student = _request_gpu(
         train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
                     eval_data=eval_table.output, run_date=date, warm_start=champion.output,
-                    num_steps=num_steps),
+                    num_steps=num_steps, workers=train_workers),
         **gpu).set_display_name("train-student").set_retry(**RETRY)
     baseline = _request_gpu(
         train_model(config=student_config, train_data=train_table.output,
                     eval_data=eval_table.output, run_date=date, without_kd=True,
-                    num_steps=num_steps),
+                    num_steps=num_steps, workers=train_workers),
         **gpu).set_display_name("train-baseline").set_retry(**RETRY)
 
     evaluation = _request(evaluate(model=student.outputs["model"], eval_data=eval_table.output,
@@ -163,3 +210,4 @@ def kd_pipeline(
                             evaluation=evaluation.outputs["evaluation"],
                             destination=push_destination, run_date=date, keep=keep_versions),
                  **PUSH_REQUEST).set_retry(**RETRY)
+

@@ -50,7 +50,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
               train_data: str | None = None, eval_data: str | None = None,
               thresholds: str | None = None, num_steps: int = 0,
               run_date: str | None = None, runner=None,
-              serving_dir: str | None = None) -> LocalRun:
+              serving_dir: str | None = None, cross_fit_folds: int = 0,
+              cross_fit_key: str = "") -> LocalRun:
     """Runs the pipeline with kfp.local (by default its SubprocessRunner).
 
     Args:
@@ -69,6 +70,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
         pipeline root and the sample data and serving folder are inside it.
       serving_dir: the push destination (default ``<workdir>/serving``); any store the
         library reaches (``gs://``, ``s3://``, ``minio://``), as on a cluster.
+      cross_fit_folds: K >= 2: cross-fitted soft labels from K fold teachers (0: off).
+      cross_fit_key: their fold key column ('' = the student config's).
 
     Raises:
       ValueError: a user config was given without its data.
@@ -106,7 +109,8 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
         kd_pipeline(student_config=student_config, teacher_config=teacher_config or "",
                     teacher_uri=teacher_uri, train_data=train_data, eval_data=eval_data,
                     push_destination=serving, thresholds=thresholds or "",
-                    num_steps=num_steps,
+                    num_steps=num_steps, cross_fit_folds=cross_fit_folds,
+                    cross_fit_key=cross_fit_key,
                     run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime(
                         "%Y-%m-%d"))
     finally:

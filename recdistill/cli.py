@@ -92,17 +92,34 @@ def _train(args):
     result = steps.train_model(args.config, args.model_dir, train_uri=args.train or "",
                                eval_uri=args.eval or "", warm_start=args.warm_start or "",
                                without_kd=args.without_kd, num_steps=args.num_steps,
-                               mixed_precision=args.mixed_precision)
+                               mixed_precision=args.mixed_precision,
+                               exclude_fold=_excluded_fold(args))
     print(json.dumps({"export_dir": result.export_dir, "steps": result.steps,
                       "metrics": result.metrics}, indent=2, default=str))
+
+
+def _excluded_fold(args) -> tuple:
+    """``(key, K, k)`` for ``train --cross-fit-fold k``, () without it."""
+    if args.cross_fit_fold is None:
+        if args.cross_fit_folds or args.cross_fit_key:
+            raise ValueError("--cross-fit-folds/--cross-fit-key train a fold teacher only with "
+                             "--cross-fit-fold k (the fold to leave out).")
+        return ()
+    if args.cross_fit_folds < 2 or args.cross_fit_fold >= args.cross_fit_folds:
+        raise ValueError(f"--cross-fit-fold {args.cross_fit_fold} needs --cross-fit-folds K "
+                         f">= 2 and > the fold, got {args.cross_fit_folds}. E.g. "
+                         "--cross-fit-fold 0 --cross-fit-folds 3.")
+    return (args.cross_fit_key or "", args.cross_fit_folds, args.cross_fit_fold)
 
 
 def _soft_labels(args):
     from recdistill import steps
 
-    stats = steps.generate_soft_labels(args.teacher, args.config, args.input, args.output,
+    teachers = args.teacher[0] if len(args.teacher) == 1 else args.teacher
+    stats = steps.generate_soft_labels(teachers, args.config, args.input, args.output,
                                        runner=args.runner, beam_args=args.beam_args,
-                                       max_bad_rows_fraction=args.max_bad_rows_fraction)
+                                       max_bad_rows_fraction=args.max_bad_rows_fraction,
+                                       cross_fit_key=args.cross_fit_key or "")
     print(json.dumps(stats, indent=2, default=str))
 
 
@@ -134,7 +151,9 @@ def _run(args):
     run = local_run.run_local(args.workdir, student_config=args.student_config,
                               teacher_config=args.teacher_config, teacher_uri=args.teacher or "",
                               train_data=args.train, eval_data=args.eval,
-                              thresholds=args.thresholds, num_steps=args.num_steps)
+                              thresholds=args.thresholds, num_steps=args.num_steps,
+                              cross_fit_folds=args.cross_fit_folds,
+                              cross_fit_key=args.cross_fit_key or "")
     print(local_run.format_summary(run))
 
 
@@ -211,11 +230,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training steps, >= 0 (default 0: the config's num_steps)")
     p.add_argument("--mixed-precision", action="store_true",
                    help="train in mixed_float16 (GPUs with tensor cores)")
+    p.add_argument("--cross-fit-fold", type=_int_at_least(0), default=None, metavar="K",
+                   help="train a cross-fitting fold teacher: leave out the rows of this fold "
+                        "(read with a row filter, no copy); needs --cross-fit-folds")
+    p.add_argument("--cross-fit-folds", type=_int_at_least(2), default=0, metavar="N",
+                   help="number of folds, >= 2 (with --cross-fit-fold)")
+    p.add_argument("--cross-fit-key", metavar="COLUMN",
+                   help="the key column a row's fold is a hash of (default: the config's gauc "
+                        "uid_field, else its kd session_name)")
     p.set_defaults(func=_train)
 
     p = verb("soft-labels", help="Beam job: add the teacher's soft labels",
              epilog="Arguments after -- go to Beam, e.g. -- --project=p --region=r")
-    p.add_argument("--teacher", required=True, help="the teacher: model_dir or export folder")
+    p.add_argument("--teacher", required=True, action="append",
+                   help="the teacher: model_dir or export folder; repeat it once per fold "
+                        "teacher for cross-fitted soft labels (each row scored by the teacher "
+                        "that did not train on its fold)")
+    p.add_argument("--cross-fit-key", metavar="COLUMN",
+                   help="with fold teachers: the key column they must have split by "
+                        "(default: the one their exports record)")
     p.add_argument("--input", required=True, help=f"the training rows, {data}")
     p.add_argument("--output", required=True, type=_folder,
                    help="folder for the labelled shards and stats.json")
@@ -265,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thresholds", help="thresholds file or inline YAML/JSON")
     p.add_argument("--num-steps", type=_int_at_least(0), default=0,
                    help="training steps per model, >= 0 (default 0: the configs' num_steps)")
+    p.add_argument("--cross-fit-folds", type=_int_at_least(0), default=0, metavar="N",
+                   help="cross-fitted soft labels from N fold teachers, N >= 2 (default 0: "
+                        "off, the teacher scores the rows it trained on)")
+    p.add_argument("--cross-fit-key", metavar="COLUMN",
+                   help="the fold key column (default: the student config's gauc uid_field, "
+                        "else its kd session_name)")
     p.set_defaults(func=_run)
 
     p = verb("compile", help="compile the pipeline to YAML")

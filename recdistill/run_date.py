@@ -14,6 +14,9 @@ logger = logging.getLogger(__name__)
 
 #: What a URI template writes where the run date goes, e.g. ``gs://b/clicks/dt={date}/``.
 DATE_FIELD = "{date}"
+#: The day before the run date, e.g. yesterday's teacher ``gs://b/teacher/dt={previous_date}``
+#: scoring today's rows: honest soft labels without cross-fitting.
+PREVIOUS_DATE_FIELD = "{previous_date}"
 DATE_FORMAT = "%Y-%m-%d"
 _DATE_PREFIX = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})")
 
@@ -40,5 +43,10 @@ def resolve_run_date(raw: str, *, today: datetime.date | None = None) -> str:
 
 
 def partition_uri(template: str, run_date: str) -> str:
-    """Fills ``{date}`` in a data URI template; a template without it is returned unchanged."""
+    """Fills ``{date}`` (and ``{previous_date}``, the day before) in a URI template; a template
+    without them is returned unchanged."""
+    if PREVIOUS_DATE_FIELD in template:
+        day = datetime.datetime.strptime(run_date, DATE_FORMAT).date()
+        previous = (day - datetime.timedelta(days=1)).strftime(DATE_FORMAT)
+        template = template.replace(PREVIOUS_DATE_FIELD, previous)
     return template.replace(DATE_FIELD, run_date)

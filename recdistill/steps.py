@@ -10,40 +10,70 @@ This module must not import ``kfp``.
 """
 
 import logging
-from typing import Sequence
+from typing import Sequence, Union
 
 from recdistill import config as config_lib
-from recdistill import exported
+from recdistill import cross_fit, exported
 from recdistill.data import filesystems
 
 logger = logging.getLogger(__name__)
 
 
 def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
-                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0):
+                    train_uri: str = "", eval_uri: str = "", num_steps: int = 0,
+                    run_date: str = "", workers: int = 1):
     """Provides the teacher in ``model_dir``: copies ``teacher_uri`` if given, else trains one.
 
     Reusing an existing teacher (the production fine-ranking model) is the common case; the
     copy keeps each pipeline run's lineage self-contained. The copy is loaded once, so a
     teacher without the serving signature fails here, before the Beam job starts.
 
+    ``teacher_uri`` may name a day, ``{date}`` or ``{previous_date}`` (filled from
+    ``run_date``), and may be a versioned push folder (its champion is taken): yesterday's
+    teacher scoring today's rows gives honest soft labels without cross-fitting.
+
     Returns:
       The export folder of the teacher.
     """
     if teacher_uri:
-        source = exported.resolve_export(teacher_uri)
+        source = _reused_teacher(teacher_uri, run_date)
         exported.load_exported(source)
         target = exported.export_dir(model_dir)
         filesystems.copy_tree(source, target)
         logger.info("teacher: reusing %s (copied to %s)", source, target)
         return target
     return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
-                       num_steps=num_steps).export_dir
+                       num_steps=num_steps, workers=workers).export_dir
+
+
+def _reused_teacher(teacher_uri: str, run_date: str) -> str:
+    """The export ``teacher_uri`` names on ``run_date``: an export, a model_dir or the champion
+    of a push folder.
+
+    Raises:
+      FileNotFoundError: none of these, naming the URI after the dates were filled in.
+    """
+    from recdistill import push
+    from recdistill import run_date as run_date_lib
+
+    uri = run_date_lib.partition_uri(teacher_uri, run_date) if run_date else teacher_uri
+    try:
+        return exported.resolve_export(uri)
+    except FileNotFoundError as error:
+        champion = push.champion_from(uri) if filesystems.exists(uri) else None
+        if champion:
+            logger.info("teacher: %s is a push folder; reusing its champion %s", uri, champion)
+            return exported.resolve_export(champion)
+        raise FileNotFoundError(
+            f"teacher_uri {teacher_uri!r} (run date {run_date or '-'}): {uri} holds no export, "
+            "model_dir or pushed version. Check that the teacher of that day was trained and "
+            "pushed, or pass an existing export.") from error
 
 
 def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                 warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-                mixed_precision: bool = False, report_copy: str = ""):
+                mixed_precision: bool = False, report_copy: str = "", workers: int = 1,
+                exclude_fold: Sequence = ()):
     """Trains the model the config describes (see ``recdistill.training.train``).
 
     Args:
@@ -51,30 +81,102 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
         every run trains beside the distilled one, to report the kd gain.
       warm_start: a previous export to initialise from ('' or a missing champion: from scratch).
       report_copy: also write the training report (loss curves) here (a KFP ``HTML`` file).
+      workers: > 1 trains on that many pods, a Training Operator TFJob submitted from this
+        pod (``recdistill.training.tfjob``); 1 trains here. A GBDT trains here either way.
+      exclude_fold: ``(key, K, k)``: train a cross-fitting fold teacher, without the rows of
+        fold k of K by the key column ('' = the config's, ``cross_fit.resolve_key``).
     """
     from recdistill import training
 
     cfg = config_lib.load_config(config_uri)
     if without_kd:
         cfg = config_lib.without_kd(cfg)
-    result = training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
-                            model_dir=model_dir, warm_start=warm_start or None,
-                            num_steps=num_steps or None, mixed_precision=mixed_precision)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers (train_workers) must be a whole number >= 1, got "
+                         f"{workers!r}. Pass 1 to train in this pod.")
+    distributed = workers > 1 and cfg.model_config.model_class != "GBDT"
+    if workers > 1 and not distributed:
+        logger.info("%s: a GBDT trains in one process; training here, not on %d workers",
+                    config_uri, workers)
+    if distributed:
+        from recdistill.training import tfjob
+
+        result = tfjob.train_with_tfjob(
+            cfg, config_uri, model_dir, workers, train_uri=train_uri, eval_uri=eval_uri,
+            warm_start=warm_start, without_kd=without_kd, num_steps=num_steps,
+            mixed_precision=mixed_precision, exclude_fold=exclude_fold)
+    else:
+        excluded = None
+        if exclude_fold:
+            from recdistill.data import datasets
+
+            key, num_folds, fold = exclude_fold
+            excluded = datasets.ExcludedFold(
+                cross_fit.resolve_key(cfg, key, source=config_uri), num_folds, fold)
+        result = training.train(cfg, train_uri=train_uri or None, eval_uri=eval_uri or None,
+                                model_dir=model_dir, warm_start=warm_start or None,
+                                num_steps=num_steps or None, mixed_precision=mixed_precision,
+                                exclude_fold=excluded)
     if report_copy:
         filesystems.copy_tree(filesystems.join(model_dir, training.TRAINING_REPORT), report_copy)
     return result
 
 
-def generate_soft_labels(teacher_uri: str, config_uri: str, input_uri: str, output_uri: str, *,
-                         runner: str = "DirectRunner", beam_args: Sequence[str] = (),
-                         max_bad_rows_fraction: float = 0.0) -> dict:
-    """Runs the Beam soft-label job (``recdistill.soft_labels.job``); returns its stats."""
+def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], config_uri: str,
+                         input_uri: str, output_uri: str, *, runner: str = "DirectRunner",
+                         beam_args: Sequence[str] = (), max_bad_rows_fraction: float = 0.0,
+                         cross_fit_key: str = "") -> dict:
+    """Runs the Beam soft-label job (``recdistill.soft_labels.job``); returns its stats.
+
+    ``teacher_uri`` is one teacher, or the K fold teachers of a cross-fitting split (each
+    row scored by the one that never read it; ``cross_fit_key`` checks their key).
+    """
     from recdistill.soft_labels import job
 
-    return job.generate_soft_labels(exported.resolve_export(teacher_uri), input_uri, output_uri,
-                                    config_lib.load_config(config_uri), runner=runner,
-                                    beam_args=list(beam_args),
-                                    max_bad_rows_fraction=max_bad_rows_fraction)
+    uris = [teacher_uri] if isinstance(teacher_uri, str) else list(teacher_uri)
+    exports = [exported.resolve_export(uri) for uri in uris]
+    return job.generate_soft_labels(exports[0] if len(exports) == 1 else exports, input_uri,
+                                    output_uri, config_lib.load_config(config_uri),
+                                    runner=runner, beam_args=list(beam_args),
+                                    max_bad_rows_fraction=max_bad_rows_fraction,
+                                    cross_fit_key=cross_fit_key)
+
+
+def train_fold_teacher(config_uri: str, model_dir: str, *, student_config_uri: str,
+                       num_folds: int, fold: int, key: str = "", train_uri: str = "",
+                       eval_uri: str = "", num_steps: int = 0):
+    """Trains cross-fitting fold teacher ``fold`` of ``num_folds``: the teacher config on every
+    training row but that fold's, split by ``key`` ('' = the student config's key,
+    ``recdistill.cross_fit.resolve_key``, so teachers and soft-label job agree).
+
+    Returns:
+      The ``TrainResult``; its export's ``recdistill.json`` records ``cross_fit``.
+
+    Raises:
+      ValueError: no teacher config (a reused ``teacher_uri`` cannot be retrained per fold).
+    """
+    if not config_uri:
+        raise ValueError("cross-fitting trains one teacher per fold from the teacher's config, "
+                         "and none was given (teacher_uri alone is an export, not a recipe). "
+                         "Pass teacher_config too, or set cross_fit_folds to 0.")
+    key = cross_fit.resolve_key(config_lib.load_config(student_config_uri), key,
+                                source=student_config_uri)
+    return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
+                       num_steps=num_steps, exclude_fold=(key, num_folds, fold))
+
+
+def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
+    """The folds to train (``[0..K-1]``, ``[]`` when K is 0) and the key column splitting them
+    (``key``, else the student config's, ``recdistill.cross_fit.resolve_key``; '' when off).
+
+    Raises:
+      ValueError: K is 1 or negative, or no usable key (the message says which to pass).
+    """
+    numbers = cross_fit.fold_numbers(num_folds)
+    if not numbers:
+        return [], key
+    return numbers, cross_fit.resolve_key(config_lib.load_config(config_uri), key,
+                                          source=config_uri)
 
 
 def soft_label_metrics(stats: dict) -> dict:

@@ -162,3 +162,14 @@ def test_binary_config_is_named_not_parsed(tmp_path, capsys):
     binary.write_bytes(b"\x1f\x8b\x08\x00gzip bytes")
     assert cli.main(["train", "--config", str(binary)]) == 2
     assert f"{binary}: not a text config (binary byte at offset 1)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["train", "--config", "c", "--cross-fit-fold", "2", "--cross-fit-folds", "2"],
+     "--cross-fit-fold 2 needs --cross-fit-folds K >= 2 and > the fold, got 2"),
+    (["train", "--config", "c", "--cross-fit-folds", "3"],
+     "train a fold teacher only with --cross-fit-fold k"),
+])
+def test_cross_fit_flags_that_do_not_fit_exit_2_naming_the_fix(argv, fragment, capsys):
+    assert cli.main(argv) == 2
+    assert fragment in capsys.readouterr().err

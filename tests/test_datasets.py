@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from recdistill import config as config_lib
-from recdistill.data import datasets, sample
+from recdistill.data import datasets, folds, sample
 from recdistill.protos import pipeline_pb2
 
 FEATURES = {"user_id": tf.string, "age": tf.float32, "interests": tf.string,
@@ -353,3 +353,95 @@ def test_a_remote_eval_table_may_lack_the_soft_label_columns(data, s3_bucket):
     features, labels = _collect(dataset)
     assert features["user_id"].astype(str).tolist() == columns["user_id"]
     np.testing.assert_array_equal(labels["clk"], np.array(columns["clk"], np.float32))
+
+
+def _table_in(fmt, cfg, columns, data_dir, tmp_path):
+    """The fixture's rows as ``fmt`` files: (config, uri)."""
+    cfg = type(cfg).FromString(cfg.SerializeToString())
+    if fmt == "csv":
+        return cfg, data_dir
+    if fmt == "parquet":
+        cfg.data_config.input_type = cfg.data_config.ParquetInput
+        table = _typed_table(cfg, columns)
+        pq.write_table(table.slice(0, 30), tmp_path / "part-0.parquet")
+        pq.write_table(table.slice(30), tmp_path / "part-1.parquet")
+        return cfg, str(tmp_path)
+    cfg.data_config.input_type = cfg.data_config.TFRecordInput
+    with tf.io.TFRecordWriter(str(tmp_path / "part-0.tfrecord.gz"), "GZIP") as writer:
+        for row in _typed_table(cfg, columns).to_pylist():
+            feature = {name: _feature(value) for name, value in row.items()}
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())
+    return cfg, str(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "tfrecord"])
+def test_a_fold_teacher_reads_every_row_but_its_fold_in_full_batches(data, tmp_path, fmt):
+    cfg, shards, columns = data
+    cfg, uri = _table_in(fmt, cfg, columns, shards, tmp_path)
+    fold_of = folds.buckets(np.array(columns["user_id"]), 3, salt=folds.FOLD_SALT)
+    assert set(fold_of) == {0, 1, 2}
+    seen = np.zeros(len(fold_of), int)
+    for k in range(3):
+        dataset = datasets.make_dataset(
+            uri, cfg, columns=["position", "interests"], labels=["kd_soft"], batch_size=7,
+            shuffle=False, num_epochs=1, exclude_fold=datasets.ExcludedFold("user_id", 3, k))
+        batches = list(dataset)
+        sizes = [len(labels["kd_soft"]) for _, labels in batches]
+        assert all(size == 7 for size in sizes[:-1]) and 0 < sizes[-1] <= 7
+        assert all(sorted(features) == ["interests", "position"] for features, _ in batches)
+        kept = np.flatnonzero(fold_of != k)
+        positions = np.concatenate([f["position"].numpy() for f, _ in batches])
+        np.testing.assert_array_equal(positions,
+                                      np.array(columns["position"], np.int64)[kept])
+        soft = np.concatenate([labels["kd_soft"].numpy() for _, labels in batches])
+        np.testing.assert_allclose(soft, np.array(columns["kd_soft"], np.float32)[kept],
+                                   rtol=1e-6)
+        seen[kept] += 1
+    assert (seen == 2).all()  # each row is left out by exactly one of the 3 fold teachers
+
+
+def test_session_grouped_batches_of_a_fold_teacher_skip_the_fold(data):
+    cfg, shards, columns = data
+    exclude = datasets.ExcludedFold("user_id", 2, 1)
+    dataset = datasets.make_dataset(shards, cfg, columns=["user_id"], labels=["clk"],
+                                    batch_size=64, shuffle=True, num_epochs=1, seed=1,
+                                    session_column="user_id", exclude_fold=exclude)
+    users = np.concatenate([f["user_id"].numpy().astype(str) for f, _ in dataset])
+    fold_of = folds.buckets(columns["user_id"], 2, salt=folds.FOLD_SALT)
+    expected = [u for u, fold in zip(columns["user_id"], fold_of) if fold == 0]
+    assert sorted(users.tolist()) == sorted(expected) and len(expected) < len(columns["user_id"])
+
+
+def test_a_fold_teacher_key_must_be_an_integer_or_string_field(data):
+    cfg, shards, _ = data
+    with pytest.raises(ValueError, match=r"key column 'age' is FLOAT.*user or session id"):
+        datasets.make_dataset(shards, cfg, columns=["position"], labels=["clk"], batch_size=8,
+                              shuffle=False, num_epochs=1,
+                              exclude_fold=datasets.ExcludedFold("age", 2, 0))
+    with pytest.raises(ValueError, match=r"no field 'nope'"):
+        datasets.make_dataset(shards, cfg, columns=["position"], labels=["clk"], batch_size=8,
+                              shuffle=False, num_epochs=1,
+                              exclude_fold=datasets.ExcludedFold("nope", 2, 0))
+    with pytest.raises(ValueError, match=r"must be in \[0, 2\), got 2"):
+        datasets.make_dataset(shards, cfg, columns=["position"], labels=["clk"], batch_size=8,
+                              shuffle=False, num_epochs=1,
+                              exclude_fold=datasets.ExcludedFold("user_id", 2, 2))
+
+
+def test_a_fold_holding_every_row_is_an_error_before_training(data, tmp_path):
+    cfg, shards, columns = data
+    user = columns["user_id"][0]
+    fold = int(folds.buckets([user], 2, salt=folds.FOLD_SALT)[0])
+    with open(os.path.join(shards, "part-00000.csv")) as f:
+        rows = [line for line in f if next(csv.reader([line]))[_index(cfg, "user_id")] == user]
+    (tmp_path / "one_user.csv").write_text("".join(rows))
+    with pytest.raises(ValueError, match=rf"every one of the {len(rows)} rows is in fold {fold} "
+                                         r"of 2 by 'user_id'"):
+        datasets.make_dataset(str(tmp_path / "one_user.csv"), cfg, columns=["position"],
+                              labels=["clk"], batch_size=8, shuffle=False, num_epochs=0,
+                              exclude_fold=datasets.ExcludedFold("user_id", 2, fold))
+
+
+def _index(cfg, name):
+    return [f.input_name for f in cfg.data_config.input_fields].index(name)

@@ -8,7 +8,6 @@ them. They must train like one worker with the same global batch, leave one set 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import tensorflow as tf
 
 from recdistill import exported, training
 from recdistill.data import sample
+from tests import loopback
 
 pytestmark = pytest.mark.slow
 
@@ -45,19 +45,9 @@ def data(tmp_path_factory):
     return sample.write_sample_data(str(tmp_path_factory.mktemp("workers")), rows=400)
 
 
-def _ports(count: int) -> list:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 def _start(data, model_dir, *, steps: int, workers: int = 2):
     """Starts ``workers`` worker processes (one with no TF_CONFIG when 1) at 16 rows per step."""
-    addresses = [f"127.0.0.1:{port}" for port in _ports(workers)]
+    addresses = [f"127.0.0.1:{port}" for port in loopback.free_ports(workers)]
     processes = []
     for index in range(workers):
         config = json.dumps({"cluster": {"worker": addresses},

@@ -33,3 +33,10 @@ def test_partition_uri_fills_every_date_field():
     assert (run_date.partition_uri("gs://b/clicks/dt={date}/part-{date}.csv", "2026-01-02")
             == "gs://b/clicks/dt=2026-01-02/part-2026-01-02.csv")
     assert run_date.partition_uri("/data/train.csv", "2026-01-02") == "/data/train.csv"
+
+
+def test_previous_date_is_the_day_before_the_run_date():
+    assert (run_date.partition_uri("gs://b/teacher/dt={previous_date}/", "2026-03-01")
+            == "gs://b/teacher/dt=2026-02-28/")
+    assert (run_date.partition_uri("s3://b/{previous_date}/{date}", "2026-01-01")
+            == "s3://b/2025-12-31/2026-01-01")

@@ -12,7 +12,7 @@ from components.images import RUNTIME_IMAGE
 def generate_soft_labels(teacher: Input[Model], config: str, train_data: Input[Dataset],
                          run_date: str, soft_labels: Output[Dataset], stats: Output[Metrics],
                          runner: str = "DirectRunner", beam_args: List[str] = [],
-                         max_bad_rows_fraction: float = 0.0):
+                         max_bad_rows_fraction: float = 0.0, fold_teachers: List[str] = []):
     """Runs the teacher over every training row and adds one soft-label column per kd block.
 
     Args:
@@ -31,10 +31,12 @@ def generate_soft_labels(teacher: Input[Model], config: str, train_data: Input[D
       beam_args: extra Beam pipeline options, e.g. ["--project=p", "--region=r"].
       max_bad_rows_fraction: share of malformed rows sent to the dead-letter output before
         the job fails (0: any bad row fails it).
+      fold_teachers: cross-fitted soft labels: the K fold teachers' URIs, each row then
+        scored by the one trained without its fold instead of by ``teacher``; [] = off.
     """
     from recdistill import steps
 
-    result = steps.generate_soft_labels(teacher.uri, config, train_data.uri, soft_labels.uri,
+    result = steps.generate_soft_labels(fold_teachers or teacher.uri, config, train_data.uri, soft_labels.uri,
                                         runner=runner, beam_args=beam_args,
                                         max_bad_rows_fraction=max_bad_rows_fraction)
     for key, value in sorted(steps.soft_label_metrics(result).items()):

@@ -8,8 +8,10 @@ NAMES = readme.component_names()
 
 
 def test_every_step_has_a_component_folder():
-    assert NAMES == ["current_champion", "evaluate", "generate_soft_labels", "prepare_teacher",
-                     "push_model", "resolve_data_uris", "teacher_placement", "train_model"]
+    assert NAMES == ["cross_fit_folds", "current_champion", "evaluate", "fold_teacher_uris",
+                     "generate_soft_labels", "prepare_teacher", "push_model",
+                     "resolve_data_uris", "teacher_placement", "train_fold_teacher",
+                     "train_model"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -10,7 +10,7 @@ from components.images import TRAINER_IMAGE
 def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Dataset],
                 run_date: str, model: Output[Model], metrics: Output[Metrics],
                 report: Output[HTML], warm_start: str = "", without_kd: bool = False,
-                num_steps: int = 0, mixed_precision: bool = False):
+                num_steps: int = 0, mixed_precision: bool = False, workers: int = 1):
     """Trains the model of ``config``: hard-label loss plus every kd block's loss.
 
     Args:
@@ -25,12 +25,16 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
       without_kd: drop the kd blocks: the baseline that measures the kd gain.
       num_steps: training steps (0 = the config's train_config.num_steps).
       mixed_precision: train in mixed_float16 (GPUs with tensor cores).
+      workers: training pods. 1 trains in this step's pod; N > 1 submits a Training Operator
+        TFJob of N workers shaped like this pod (image, resources, placement) into ``model``
+        (the pipeline root must be on gs://) and waits for it.
     """
     from recdistill import steps
 
     result = steps.train_model(config, model.uri, train_uri=train_data.uri,
                                eval_uri=eval_data.uri, warm_start=warm_start,
                                without_kd=without_kd, num_steps=num_steps,
-                               mixed_precision=mixed_precision, report_copy=report.path)
+                               mixed_precision=mixed_precision, report_copy=report.path,
+                               workers=workers)
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)

@@ -25,13 +25,17 @@ endpoint, and a table bigger than the pod's disk must still train. With a
 ``session_column`` the needed columns are read into memory and batched whole sessions at a
 time (``recdistill.data.sessions``), for pairwise and listwise kd losses.
 
+Cross-fitting (honest soft labels) trains each fold teacher on every row but one fold's:
+:class:`ExcludedFold` is a row filter applied while reading (in the graph for CSV and
+TFRecord, on Arrow batches otherwise), so no copy of the training table is ever written.
+
 Imports ``recdistill.config``, ``recdistill.features`` (serving dtypes and defaults) and the
 rest of ``recdistill.data``; never ``kfp`` or models.
 """
 
 import logging
 import os
-from typing import Iterable, Mapping, Optional, Union
+from typing import Iterable, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +43,7 @@ import tensorflow as tf
 
 from recdistill import config as config_lib
 from recdistill import features as features_lib
-from recdistill.data import filesystems, formats, sessions, tables
+from recdistill.data import filesystems, folds, formats, sessions, tables
 from recdistill.protos import pipeline_pb2
 
 logger = logging.getLogger(__name__)
@@ -48,13 +52,60 @@ _DatasetConfig = pipeline_pb2.DatasetConfig
 _BOOL = _DatasetConfig.FieldType.Value("BOOL")
 _FLOATS = (_DatasetConfig.FLOAT, _DatasetConfig.DOUBLE)
 _AUTOTUNE = tf.data.AUTOTUNE
+_KEY_TYPES = (_DatasetConfig.INT32, _DatasetConfig.INT64, _DatasetConfig.STRING)
+
+
+class ExcludedFold(NamedTuple):
+    """The rows a fold teacher must not see: fold ``fold`` of ``num_folds`` by ``key``.
+
+    A row's fold is ``folds.buckets(key value, num_folds, salt=folds.FOLD_SALT)``, the same
+    in tf.data and in the soft-label job's Arrow batches, so the job can score each row with
+    the one teacher that never read it.
+
+    Attributes:
+      key: the key column (a user or session id input field, integer or string).
+      num_folds: K, the number of folds (>= 2).
+      fold: the fold left out, in ``[0, K)``.
+    """
+
+    key: str
+    num_folds: int
+    fold: int
+
+    def check(self, config) -> None:
+        """Raises ValueError naming the bad value and the fix (folds, fold or key column)."""
+        if isinstance(self.num_folds, bool) or not isinstance(self.num_folds, int) or \
+                self.num_folds < 2:
+            raise ValueError(f"cross-fitting needs at least 2 folds, got {self.num_folds!r}. "
+                             "Pass K >= 2 (or no fold to train on every row).")
+        if isinstance(self.fold, bool) or not isinstance(self.fold, int) or \
+                not 0 <= self.fold < self.num_folds:
+            raise ValueError(f"the fold left out must be in [0, {self.num_folds}), got "
+                             f"{self.fold!r}. Pass one of 0..{self.num_folds - 1}.")
+        field = config_lib.input_field(config, self.key)  # ValueError listing the fields
+        if field.input_type not in _KEY_TYPES:
+            raise ValueError(
+                f"cross-fit key column {self.key!r} is "
+                f"{_DatasetConfig.FieldType.Name(field.input_type)}; fold keys must be "
+                "integers or strings (a float's text is not stable). Pick a user or session "
+                "id column.")
+
+    def keeps(self, values):
+        """Which rows a fold teacher reads: a bool mask (numpy, or a tensor for a tensor)."""
+        return folds.buckets(values, self.num_folds, salt=folds.FOLD_SALT,
+                             column=self.key) != self.fold
+
+    def describe(self) -> dict:
+        """What a fold teacher's ``recdistill.json`` records (``cross_fit``)."""
+        return {"key": self.key, "num_folds": self.num_folds, "excluded_fold": self.fold}
 
 
 def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Iterable[str]],
                  labels: Iterable[str], batch_size: int, shuffle: bool, num_epochs: int,
                  seed: Optional[int] = None, check: bool = True,
                  optional_fields: Iterable[str] = (),
-                 session_column: str = "") -> tf.data.Dataset:
+                 session_column: str = "",
+                 exclude_fold: Optional[ExcludedFold] = None) -> tf.data.Dataset:
     """Reads data files into batches of ``(features, labels)`` dicts.
 
     Args:
@@ -76,6 +127,9 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
         block's ``session_name``): each session's rows go into one batch and ``shuffle``
         shuffles sessions, not rows (see ``recdistill.data.sessions``). Batches then hold
         at most ``batch_size`` rows, and the needed columns are held in memory.
+      exclude_fold: skip the rows of this fold (a cross-fitting fold teacher). Batches are
+        refilled to ``batch_size`` rows; the key column is read but returned only when it is
+        one of ``columns``.
 
     Returns:
       A prefetched ``tf.data.Dataset`` of ``({column: [B] tensor}, {label: float32 [B]})``.
@@ -90,23 +144,44 @@ def make_dataset(uri: str, config, *, columns: Union[Mapping[str, tf.DType], Ite
     labels = list(labels)
     fmt = formats.of(config.data_config)
     optional = frozenset(optional_fields)
+    if exclude_fold is not None:
+        exclude_fold.check(config)
     files = _data_files(uri)
     if check:
-        _check_files(files, config, columns=names, labels=labels, optional=optional)
+        _check_files(files, config, columns=names, labels=labels, optional=optional,
+                     exclude_fold=exclude_fold)
     if session_column:
         return _session_dataset(files, config, names, labels, session_column,
                                 batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs,
-                                seed=seed, optional=optional)
+                                seed=seed, optional=optional, exclude_fold=exclude_fold)
     if fmt is formats.PARQUET or any(filesystems.is_remote(f) for f in files):
         # Remote shards stream through local disk one at a time (filesystems.local_shards).
         return _arrow_dataset(files, config, names, labels, batch_size=batch_size,
                               shuffle=shuffle, num_epochs=num_epochs, seed=seed,
-                              optional=optional)
+                              optional=optional, exclude_fold=exclude_fold)
+    read = names if exclude_fold is None else list(dict.fromkeys(names + [exclude_fold.key]))
     if fmt is formats.CSV:
-        reader = _CsvReader(files, config, names, labels, optional)
+        reader = _CsvReader(files, config, read, labels, optional)
     else:
-        reader = _TfRecordReader(files, config, names, labels)
-    return reader.dataset(batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+        reader = _TfRecordReader(files, config, read, labels)
+    dataset = reader.dataset(batch_size=batch_size, shuffle=shuffle, num_epochs=num_epochs,
+                             seed=seed)
+    if exclude_fold is None:
+        return dataset
+    return _without_fold(dataset, exclude_fold, names, batch_size)
+
+
+def _without_fold(dataset: tf.data.Dataset, exclude_fold: ExcludedFold, columns: list,
+                  batch_size: int) -> tf.data.Dataset:
+    """Drops the excluded fold's rows from each decoded batch (a vectorised mask in the
+    graph, no per-row work) and refills batches to ``batch_size`` rows."""
+    def keep(features, labels):
+        mask = exclude_fold.keeps(features[exclude_fold.key])
+        return ({n: tf.boolean_mask(v, mask) for n, v in features.items() if n in columns},
+                {n: tf.boolean_mask(v, mask) for n, v in labels.items()})
+
+    return (dataset.map(keep, num_parallel_calls=_AUTOTUNE, deterministic=True)
+            .rebatch(batch_size).prefetch(_AUTOTUNE))
 
 
 def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[str],
@@ -137,39 +212,56 @@ def check_inputs(uri: str, config, *, columns: Iterable[str], labels: Iterable[s
 
 
 def _check_files(files: list, config, *, columns: Iterable[str], labels: Iterable[str],
-                 optional: frozenset) -> int:
+                 optional: frozenset, exclude_fold: Optional[ExcludedFold] = None) -> int:
     columns, labels = list(columns), list(labels)
     needed = columns + [name for name in labels if name not in columns]
-    rows = 0
+    if exclude_fold is not None and exclude_fold.key not in needed:
+        needed.append(exclude_fold.key)
+    rows = kept = 0
     for path in filesystems.local_shards(files):  # remote shards one at a time, not all at once
         if os.path.getsize(path) == 0:
             logger.warning("%s is empty", path)
             continue
         _check_columns(path, config, needed, optional)
-        rows += _check_values(path, config, needed, labels, optional)
+        file_rows, file_kept = _check_values(path, config, needed, labels, optional,
+                                             exclude_fold)
+        rows, kept = rows + file_rows, kept + file_kept
     if rows == 0:
         raise ValueError(f"{', '.join(files)}: no rows to read. Check that the step writing this "
                          "data succeeded and that the path points at the right split.")
     logger.info("Checked %d file(s): %d rows, columns %s, labels %s", len(files), rows,
                 columns, labels)
+    if exclude_fold is not None:
+        if kept == 0:
+            raise ValueError(
+                f"{', '.join(files)}: every one of the {rows} rows is in fold "
+                f"{exclude_fold.fold} of {exclude_fold.num_folds} by {exclude_fold.key!r}, so "
+                "a teacher trained without that fold has no rows. The key has too few distinct "
+                "values: pick a key with many values (a user or session id).")
+        logger.info("Cross-fitting: training without fold %d of %d by %r reads %d of %d rows",
+                    exclude_fold.fold, exclude_fold.num_folds, exclude_fold.key, kept, rows)
+        return kept
     return rows
 
 
-def _check_values(path: str, config, needed: list, labels: list, optional: frozenset) -> int:
+def _check_values(path: str, config, needed: list, labels: list, optional: frozenset,
+                  exclude_fold: Optional[ExcludedFold] = None) -> tuple:
     """Reads every needed column once: each value must parse as its field's type (else
     ``tables.DataError`` names the line), and float features and labels must be finite.
 
     Returns:
-      The file's number of rows.
+      The file's number of rows, and how many of them ``exclude_fold`` keeps (all without).
     """
     soft = set(config_lib.soft_label_fields(config))
     checked = [name for name in needed
                if name in labels or config_lib.input_field(config, name).input_type in _FLOATS]
-    rows = 0
+    rows = kept = 0
     bad: dict = {}  # column -> [count, first row number, first value]
     for numbered in tables.numbered_batches(path, config.data_config, fields=needed,
                                             optional_fields=optional):
         rows += numbered.batch.num_rows
+        kept += (numbered.batch.num_rows if exclude_fold is None else
+                 int(exclude_fold.keeps(numbered.batch.column(exclude_fold.key)).sum()))
         for name in checked:
             values = numbered.batch.column(name).to_numpy(zero_copy_only=False)
             found = np.flatnonzero(~np.isfinite(values.astype(np.float64)))
@@ -184,7 +276,7 @@ def _check_values(path: str, config, needed: list, labels: list, optional: froze
         raise ValueError(
             f"{path}: {kind} column {name!r} has {count} NaN/inf value(s), first at "
             f"{_row_word(config)} {row} ({value}). {fix} before training.")
-    return rows
+    return rows, kept
 
 
 def _row_word(config) -> str:
@@ -345,12 +437,12 @@ class _TfRecordReader(_LineReader):
 
 
 def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_epochs, seed,
-                   optional):
+                   optional, exclude_fold: Optional[ExcludedFold]):
     """Shards of any format read by pyarrow in column batches (no per-row work): Parquet, and
     remote shards, which are downloaded one ahead and deleted once read, so training never
     holds more than two shards on local disk."""
     dtypes = _feature_dtypes(config, columns)
-    fields = list(dict.fromkeys(columns + labels))
+    fields = list(dict.fromkeys(columns + labels + ([exclude_fold.key] if exclude_fold else [])))
     window = batch_size * max(1, -(-config.data_config.shuffle_buffer_size // batch_size))
 
     def batches():
@@ -363,6 +455,9 @@ def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_e
                 for batch in tables.iter_batches(path, config.data_config,
                                                  batch_size=window if shuffle else batch_size,
                                                  fields=fields, optional_fields=optional):
+                    if exclude_fold is not None:
+                        batch = batch.filter(pa.array(
+                            exclude_fold.keeps(batch.column(exclude_fold.key))))
                     features = {n: _to_numpy(batch, n, d) for n, d in dtypes.items()}
                     targets = {n: _to_numpy(batch, n, tf.float32) for n in labels}
                     rows = np.arange(batch.num_rows)
@@ -373,17 +468,23 @@ def _arrow_dataset(files, config, columns, labels, *, batch_size, shuffle, num_e
                         yield ({n: v[take] for n, v in features.items()},
                                {n: v[take] for n, v in targets.items()})
 
-    return tf.data.Dataset.from_generator(
-        batches, output_signature=_signature(dtypes, labels)).prefetch(_AUTOTUNE)
+    dataset = tf.data.Dataset.from_generator(batches,
+                                             output_signature=_signature(dtypes, labels))
+    if exclude_fold is not None:  # refill the batches the filter thinned
+        dataset = dataset.rebatch(batch_size)
+    return dataset.prefetch(_AUTOTUNE)
 
 
 def _session_dataset(files, config, columns, labels, session_column, *, batch_size, shuffle,
-                     num_epochs, seed, optional):
+                     num_epochs, seed, optional, exclude_fold: Optional[ExcludedFold]):
     """The needed columns of all files in memory, batched whole sessions at a time."""
     dtypes = _feature_dtypes(config, columns)
-    fields = list(dict.fromkeys(columns + labels + [session_column]))
+    fields = list(dict.fromkeys(columns + labels + [session_column] +
+                                ([exclude_fold.key] if exclude_fold else [])))
     table = pa.concat_tables(tables.read_table(path, config.data_config, fields=fields,
                                                optional_fields=optional) for path in files)
+    if exclude_fold is not None:
+        table = table.filter(pa.array(exclude_fold.keeps(table.column(exclude_fold.key))))
     features = {n: _to_numpy(table, n, d) for n, d in dtypes.items()}
     targets = {n: _to_numpy(table, n, tf.float32) for n in labels}
     ids = table.column(session_column).to_numpy(zero_copy_only=False)

@@ -23,7 +23,7 @@ Imports ``recdistill.config``, ``recdistill.exported`` and ``recdistill.data``; 
 
 import logging
 import time
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -32,7 +32,7 @@ from apache_beam.utils import shared
 from recdistill import config as config_lib
 from recdistill.data import filesystems, json_files
 from recdistill.protos import pipeline_pb2
-from recdistill.soft_labels import handlers
+from recdistill.soft_labels import fold_teachers, handlers
 from recdistill.soft_labels import splits as splits_lib
 from recdistill.soft_labels import stats as stats_lib
 from recdistill.soft_labels import transforms
@@ -51,8 +51,9 @@ _LOCAL_RUNNERS = {"DirectRunner": "FnApiRunner"}
 _FieldType = pipeline_pb2.DatasetConfig.FieldType
 
 
-def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
-                         cfg: pipeline_pb2.EasyRecConfig, *, runner: str = "DirectRunner",
+def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], input_uri: str,
+                         output_uri: str, cfg: pipeline_pb2.EasyRecConfig, *,
+                         runner: str = "DirectRunner", cross_fit_key: str = "",
                          beam_args: Sequence[str] = (), max_bad_rows_fraction: float = 0.0,
                          batch_size: int = handlers.DEFAULT_BATCH_SIZE,
                          sample_size: int = stats_lib.DEFAULT_SAMPLE_SIZE,
@@ -62,13 +63,15 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
 
     Args:
       teacher_uri: the teacher's export folder or model_dir (local or gs://, readable by
-        the workers).
+        the workers); or a list of the K fold teachers of a cross-fitting split
+        (``recdistill.cross_fit``), each row then scored by the one that never read it.
       input_uri: training data: a file, a folder of shards or a glob (local or gs://).
       output_uri: folder to write; replaced as a whole when the job succeeds.
       cfg: the student's loaded config (``config.load_config``). The input is read with its
         input_fields minus the soft-label fields, in its data format; each kd block names
         the soft-label column (soft_label_name), the teacher output (teacher_pred_name,
         default pred_name) and logits vs probabilities (label_is_logits).
+      cross_fit_key: with fold teachers, the key column they must split by ('' = theirs).
       runner: Beam runner, e.g. "DirectRunner", "DataflowRunner", "FlinkRunner",
         "apache_beam.runners.dask.dask_runner.DaskRunner".
       beam_args: further Beam pipeline flags (``--project=...``, ``--setup_file=...``).
@@ -107,20 +110,23 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
                          "Use 0 to fail on the first bad row.")
     filesystems.check_replaceable(output_uri, _OUTPUT_MARKERS)  # before any work
     shards = filesystems.expand(input_uri)  # FileNotFoundError naming input_uri when empty
-    handler = handlers.TeacherModelHandler(teacher_uri, batch_size=batch_size)
+    handler = fold_teachers.make_handler(teacher_uri, cross_fit_key=cross_fit_key,
+                                         batch_size=batch_size)
     # Workers acquire the teacher through this handle: in-process runners (DirectRunner)
     # reuse the copy loaded here for the check while `model` keeps it alive; remote workers
     # load their own.
     model_handle = shared.Shared()
-    model = model_handle.acquire(handler.load_model, tag=teacher_uri)
+    model = model_handle.acquire(handler.load_model, tag=handler.teacher_uri)
     specs, input_config = _check_teacher(model, cfg, input_uri)
     teacher_metadata = model.metadata
+    cross_fit = ({"key": model.key, "teachers": [m.uri for m in model.models]}  # fold order
+                 if isinstance(model, fold_teachers.FoldTeachers) else None)
     units = splits_lib.plan_splits(shards, input_config, rows_per_split)
     started = time.monotonic()
     runner = _LOCAL_RUNNERS.get(runner, runner)
     with filesystems.atomic_dir(output_uri, replaces=_OUTPUT_MARKERS) as out_dir:
         logger.info("Soft labels: %d shard(s) in %d split(s) of %s -> %s with teacher %s on %s",
-                    len(shards), len(units), input_uri, output_uri, teacher_uri, runner)
+                    len(shards), len(units), input_uri, output_uri, handler.teacher_uri, runner)
         pipeline = beam.Pipeline(options=PipelineOptions(flags=[f"--runner={runner}",
                                                                 *beam_args]))
         label_rows(pipeline | "Splits" >> beam.Create(list(enumerate(units))),
@@ -137,6 +143,8 @@ def generate_soft_labels(teacher_uri: str, input_uri: str, output_uri: str,
                      input_shards=len(shards), input_splits=len(units),
                      seconds=round(seconds, 3),
                      rows_per_second=round(stats["rows_read"] / seconds, 1))
+        if cross_fit:
+            stats["cross_fit"] = cross_fit
         _check_bad_rows(stats, max_bad_rows_fraction, input_uri, output_uri, out_dir)
         for warning in stats_lib.check_leak(stats, teacher_metadata, max_auc_gap):
             logger.warning("Soft labels: %s", warning)

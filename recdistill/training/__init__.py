@@ -49,7 +49,8 @@ __all__ = ["CHECKPOINT_NAME", "EVENTS_SUBDIR", "TRAINING_REPORT", "WARM_START_SU
 
 def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = None,
           model_dir: Optional[str] = None, warm_start: Optional[str] = None,
-          mixed_precision: bool = False, num_steps: Optional[int] = None) -> TrainResult:
+          mixed_precision: bool = False, num_steps: Optional[int] = None,
+          exclude_fold=None) -> TrainResult:
     """Trains the model a config describes, then exports it for serving.
 
     Args:
@@ -63,6 +64,9 @@ def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = Non
         logged). Ignored when ``model_dir`` already holds a checkpoint (resuming wins).
       mixed_precision: compute in float16 with loss scaling (``mixed_float16``); for GPUs.
       num_steps: overrides ``train_config.num_steps`` (0: train for ``num_epochs``).
+      exclude_fold: a ``recdistill.data.datasets.ExcludedFold``: train a cross-fitting fold
+        teacher on every training row but that fold's (filtered while reading, no copy); the
+        export's ``recdistill.json`` records it under ``cross_fit``.
 
     Returns:
       A :class:`TrainResult`.
@@ -93,9 +97,10 @@ def train(cfg, *, train_uri: Optional[str] = None, eval_uri: Optional[str] = Non
     if cfg.model_config.model_class == "GBDT":
         from recdistill.models import gbdt_training
 
-        return gbdt_training.train_gbdt_model(cfg, train_uri, eval_uri, model_dir)
+        return gbdt_training.train_gbdt_model(cfg, train_uri, eval_uri, model_dir,
+                                              exclude_fold=exclude_fold)
     if steps == 0 and cfg.data_config.num_epochs == 0:
         raise ValueError("train_config.num_steps is 0 and data_config.num_epochs is 0, so "
                          "training would never end. Set num_steps or num_epochs.")
-    return keras_trainer.KerasTrainer(cfg, model_dir, mixed_precision).run(
+    return keras_trainer.KerasTrainer(cfg, model_dir, mixed_precision, exclude_fold).run(
         train_uri, eval_uri, steps=steps, warm_start=warm_start)

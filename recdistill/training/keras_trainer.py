@@ -87,10 +87,11 @@ def build_optimizer(train_config, mixed_precision: bool = False):
 class KerasTrainer:
     """One training run of a Keras model: build, restore, loop, checkpoint, export."""
 
-    def __init__(self, cfg, model_dir: str, mixed_precision: bool):
+    def __init__(self, cfg, model_dir: str, mixed_precision: bool, exclude_fold=None):
         self.cfg = cfg
         self.model_dir = model_dir
         self.mixed_precision = mixed_precision
+        self.exclude_fold = exclude_fold  # a cross-fitting fold teacher's left-out fold
 
     def run(self, train_uri, eval_uri, *, steps: int, warm_start: Optional[str]) -> TrainResult:
         """Trains ``steps`` steps (0: ``num_epochs`` passes), evaluates and exports."""
@@ -152,7 +153,7 @@ class KerasTrainer:
                                    stopper, out_dir, resumed=bool(latest))
 
         report.write_training_report(self.cfg, out_dir)
-        extra = {}
+        extra = {"cross_fit": self.exclude_fold.describe()} if self.exclude_fold else {}
         if stopper:
             eval_metrics = stopper.restore_best()
             extra["early_stopping"] = stopper.summary()
@@ -211,7 +212,8 @@ class KerasTrainer:
             train_uri, cfg, columns=list(dict.fromkeys([*model.input_columns, *task.feature_names])),
             labels=labels, batch_size=cfg.data_config.batch_size * strategy.num_replicas_in_sync,
             shuffle=cfg.data_config.shuffle, num_epochs=cfg.data_config.num_epochs,
-            seed=0 if multi_worker else None, session_column=_session_column(task))
+            seed=0 if multi_worker else None, session_column=_session_column(task),
+            exclude_fold=self.exclude_fold)
         if multi_worker:
             # Every worker reads the same (same-seed shuffled) rows and keeps its share of each
             # global batch: a partition whatever the number of files.

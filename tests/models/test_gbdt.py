@@ -123,3 +123,27 @@ def test_a_config_with_two_hard_labels_is_rejected(sample_data):
     cfg.data_config.label_fields.append("position")
     with pytest.raises(ValueError, match="exactly one hard label"):
         gbdt.hard_label(cfg)
+
+
+def test_a_gbdt_fold_teacher_fits_on_every_row_but_its_fold(sample_data, tmp_path, monkeypatch):
+    from recdistill import training
+    from recdistill.data import datasets, folds
+    from recdistill.models import gbdt
+
+    cfg = _gbdt_config(sample_data)
+    seen = {}
+    real = gbdt.train_gbdt
+
+    def spy(cfg, columns, labels):  # the real fit, noting which rows it got
+        seen["users"] = columns["user_id"]
+        return real(cfg, columns, labels)
+
+    monkeypatch.setattr(gbdt, "train_gbdt", spy)
+    result = training.train(cfg, model_dir=str(tmp_path / "fold1"),
+                            exclude_fold=datasets.ExcludedFold("user_id", 2, 1))
+    users = _columns(cfg, sample_data.train_path)["user_id"]
+    kept = users[folds.buckets(users.astype(str), 2, salt=folds.FOLD_SALT) != 1]
+    assert 0 < len(kept) < len(users)
+    assert list(seen["users"]) == list(kept)
+    assert exported.read_metadata(result.export_dir)["cross_fit"] == {
+        "key": "user_id", "num_folds": 2, "excluded_fold": 1}

@@ -187,3 +187,35 @@ def test_compiling_never_imports_tensorflow():
     code = ("import sys; import pipelines.kd_pipeline; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _nested_tasks(spec, dag=None) -> dict:
+    """Every task, inside conditions and loops too, by name."""
+    components = spec[0]["components"]
+    found = {}
+    for name, task in (dag or spec[0]["root"]["dag"])["tasks"].items():
+        found[name] = task
+        inner = components[task["componentRef"]["name"]].get("dag")
+        if inner:
+            found.update(_nested_tasks(spec, inner))
+    return found
+
+
+def test_cross_fitting_trains_fold_teachers_in_parallel_on_gpu_nodes(spec):
+    tasks = _nested_tasks(spec)
+    loop = next(t for t in tasks.values() if "parameterIterator" in t)
+    assert "cross-fit-folds" in loop["dependentTasks"]  # one iteration per planned fold
+    body = spec[0]["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(body) == ["train-fold-teacher"]
+    resources = spec[0]["deploymentSpec"]["executors"]["exec-train-fold-teacher"]["container"]
+    assert resources["image"] == TRAINER_IMAGE
+    assert resources["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    platform = spec[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][
+        "exec-train-fold-teacher"]
+    assert platform["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith(
+        "trainer_node_selector")
+    condition = next(t for t in tasks.values() if "cross_fit_folds" in
+                     t.get("triggerPolicy", {}).get("condition", ""))
+    assert "!= 0" in condition["triggerPolicy"]["condition"]  # 0 = off: one teacher labels
+    fold_teachers = tasks["generate-soft-labels"]["inputs"]["parameters"]["fold_teachers"]
+    assert fold_teachers["taskOutputParameter"]["producerTask"].startswith("condition-branches")

@@ -57,3 +57,14 @@ def test_several_hard_labels_name_the_label_and_undefined_aucs_are_left_out(reco
     _, metrics = _run(record, artifact, result)
     assert {k: v for k, v in metrics.items() if k.startswith("teacher_auc")} == {
         "teacher_auc_kd_clk": pytest.approx(1.0), "teacher_auc_kd_buy": pytest.approx(0.75)}
+
+
+def test_fold_teachers_replace_the_teacher_for_cross_fitted_soft_labels(record, artifact):
+    calls = record("generate_soft_labels", _job_stats({"kd_soft": [0.2, 0.9]}, {"clk": [0, 1]}))
+    generate_soft_labels.python_func(
+        teacher=artifact(Model, "teacher"), config="c.config",
+        train_data=artifact(Dataset, "train"), run_date="d",
+        soft_labels=artifact(Dataset, "soft"), stats=artifact(Metrics, "stats"),
+        fold_teachers=["gs://b/fold0", "gs://b/fold1"])
+    [(_, args, _)] = calls
+    assert args[0] == ["gs://b/fold0", "gs://b/fold1"]

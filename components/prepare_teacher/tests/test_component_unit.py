@@ -11,9 +11,10 @@ def test_prepare_teacher_passes_uris_and_records_the_source(record, artifact, tm
     prepare_teacher.python_func(
         config="gs://b/teacher.config", teacher_uri="", run_date="2026-03-04",
         train_data=artifact(Dataset, "train"), eval_data=artifact(Dataset, "eval"),
-        teacher=teacher, num_steps=7)
+        teacher=teacher, num_steps=7, workers=3)
     [(_, args, kwargs)] = calls
     assert args == ("gs://b/teacher.config", teacher.uri)
     assert kwargs == dict(teacher_uri="", train_uri=str(tmp_path / "train"),
-                          eval_uri=str(tmp_path / "eval"), num_steps=7)
+                          eval_uri=str(tmp_path / "eval"), num_steps=7, run_date="2026-03-04",
+                          workers=3)
     assert teacher.metadata == {"source": "trained"}

@@ -20,4 +20,15 @@ def test_train_model_logs_every_training_metric(record, artifact):
     assert args == ("s.config", model.uri)
     assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is True
     assert kwargs["report_copy"] == report.path
+    assert kwargs["workers"] == 1  # the default: train in the step's own pod
     assert metrics.metadata == {"eval_auc": 0.71, "loss": 0.4}
+
+
+def test_train_model_forwards_the_worker_count(record, artifact):
+    calls = record("train_model", types.SimpleNamespace(metrics={}))
+    train_model.python_func(
+        config="s.config", train_data=artifact(Dataset, "train"),
+        eval_data=artifact(Dataset, "eval"), run_date="d", model=artifact(Model, "model"),
+        metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"), workers=4)
+    [(_, _, kwargs)] = calls
+    assert kwargs["workers"] == 4
