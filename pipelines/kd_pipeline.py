@@ -1,4 +1,5 @@
-"""The distillation pipeline: teacher → soft labels → student (+ baseline) → evaluate → push.
+"""The distillation pipeline: teacher → soft labels → students (+ baseline) → select →
+evaluate → push.
 
 Compiled to ``pipelines/kd_pipeline.yaml`` (``recdistill compile``), run with ``kfp run
 create`` or scheduled daily with ``kfp recurring-run create``; ``recdistill run`` executes
@@ -11,15 +12,18 @@ reuses yesterday's outputs even when a data URI has no ``{date}`` in it.
 from typing import List
 
 from kfp import dsl, kubernetes
+from kfp.dsl import pipeline_channel
 
 from components.cross_fit_folds.component import cross_fit_folds as cross_fit_folds_op
 from components.current_champion.component import current_champion
 from components.evaluate.component import evaluate
 from components.fold_teacher_uris.component import fold_teacher_uris
 from components.generate_soft_labels.component import generate_soft_labels
+from components.prepare_sweep.component import prepare_sweep
 from components.prepare_teacher.component import prepare_teacher
 from components.push_model.component import push_model
 from components.resolve_data_uris.component import resolve_data_uris
+from components.select_candidate.component import select_candidate
 from components.teacher_placement.component import teacher_placement
 from components.train_fold_teacher.component import train_fold_teacher
 from components.train_model.component import train_model
@@ -59,7 +63,14 @@ def _request_gpu(task: dsl.PipelineTask, *, cpu: str, memory: str, node_selector
 
 
 def _request(task: dsl.PipelineTask, *, cpu: str, memory: str) -> dsl.PipelineTask:
-    """CPU and memory requests of a step (pipeline parameters, so each run can size them)."""
+    """CPU and memory requests of a step (pipeline parameters, so each run can size them).
+
+    The parameters are registered as the task's inputs too: KFP 2.17's compiler passes a
+    parameter used only in a resource request into no sub-DAG, so a step inside the kd
+    sweep's ParallelFor could not resolve it (kfp.local: "pipelinechannel--… not found").
+    """
+    task.register_pipeline_channels([value for value in (cpu, memory)
+                                     if isinstance(value, pipeline_channel.PipelineChannel)])
     return task.set_cpu_request(cpu).set_memory_request(memory)
 
 
@@ -114,6 +125,10 @@ def kd_pipeline(
     runtime_memory: str = "4G",
     cross_fit_folds: int = 0,
     cross_fit_key: str = "",
+    kd_variants: list = [],
+    validation_fraction: float = 0.1,
+    validation_key: str = "",
+    selection_metric: str = "auc",
 ):
     """Distils a teacher into the student of ``student_config`` and pushes it when blessed.
 
@@ -151,6 +166,15 @@ def kd_pipeline(
         trained on all rows (or ``teacher_uri``) is still the one evaluated. 0 = off.
       cross_fit_key: the fold key column (a user or session id); '' = the student config's
         gauc uid_field, else its kd session_name.
+      kd_variants: the kd sweep: overrides of the kd blocks' loss_weight, temperature,
+        loss_type (and "kd_block", one block's soft_label_name), each trained beside the
+        configured student, e.g. [{"loss_weight": 0.5}, {"temperature": 2}].
+      validation_fraction: training rows held out (by validation_key) to choose among the kd
+        students and the baseline, in steps of 0.01; 0: no split, no choice (the configured
+        kd student goes on, as before).
+      validation_key: the holdout's key column ('' = the GAUC uid_field, else a kd session
+        column).
+      selection_metric: auc or gauc, on the validation rows.
     """
     gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
                tolerations=trainer_tolerations)
@@ -175,6 +199,16 @@ def kd_pipeline(
                         run_date=date, num_steps=num_steps, workers=train_workers),
         **{**gpu, "node_selector": placement.outputs["node_selector"]},
         gpus=placement.outputs["gpus"]).set_retry(**RETRY)
+    # Never cached: the champion changes whenever a push lands, also twice on one day.
+    champion = _request(current_champion(destination=push_destination, run_date=date),
+                        **cpu).set_caching_options(False).set_retry(**RETRY)
+    # The kd sweep's holdout: no candidate trains on it, only select_candidate reads it.
+    sweep = _request(prepare_sweep(
+        train_data=train_table.output, config=student_config, kd_variants=kd_variants,
+        validation_fraction=validation_fraction, validation_key=validation_key, run_date=date,
+        champion=champion.output, max_bad_rows_fraction=max_bad_rows_fraction),
+        cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
+    train_rows = sweep.outputs["train"]
     fold_teachers = _fold_teachers(
         cross_fit_folds, cross_fit_key, student_config=student_config,
         teacher_config=teacher_config, train_table=train_table, eval_table=eval_table, date=date,
@@ -182,31 +216,39 @@ def kd_pipeline(
         tolerations=trainer_tolerations)
     soft_labels = _request(generate_soft_labels(
         teacher=teacher.outputs["teacher"], config=student_config,
-        train_data=train_table.output, run_date=date, runner=beam_runner, beam_args=beam_args,
+        train_data=train_rows, run_date=date, runner=beam_runner, beam_args=beam_args,
         max_bad_rows_fraction=max_bad_rows_fraction, fold_teachers=fold_teachers),
         cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
-    # Never cached: the champion changes whenever a push lands, also twice on one day.
-    champion = _request(current_champion(destination=push_destination, run_date=date),
-                        **cpu).set_caching_options(False).set_retry(**RETRY)
 
-    student = _request_gpu(
-        train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
-                    eval_data=eval_table.output, run_date=date, warm_start=champion.output,
-                    num_steps=num_steps, workers=train_workers),
-        **gpu).set_display_name("train-student").set_retry(**RETRY)
+    # The configured kd student and each variant: one pod each, in parallel (never empty:
+    # prepare_sweep lists the configured student first). Date and champion come in the items.
+    with dsl.ParallelFor(sweep.outputs["Output"], name="kd-candidates") as item:
+        student = _request_gpu(
+            train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
+                        eval_data=eval_table.output, run_date=item.run_date,
+                        warm_start=item.warm_start, num_steps=num_steps,
+                        kd_variant=item.candidate, workers=train_workers),
+            **gpu).set_display_name("train-student").set_retry(**RETRY)
+    # The baseline starts from the champion too: the choice compares kd, not warm vs cold.
     baseline = _request_gpu(
-        train_model(config=student_config, train_data=train_table.output,
+        train_model(config=student_config, train_data=train_rows,
                     eval_data=eval_table.output, run_date=date, without_kd=True,
-                    num_steps=num_steps, workers=train_workers),
+                    warm_start=champion.output, num_steps=num_steps, workers=train_workers),
         **gpu).set_display_name("train-baseline").set_retry(**RETRY)
 
-    evaluation = _request(evaluate(model=student.outputs["model"], eval_data=eval_table.output,
+    chosen = _request(select_candidate(
+        kd_models=dsl.Collected(student.outputs["model"]), baseline=baseline.outputs["model"],
+        validation=sweep.outputs["validation"], config=student_config,
+        validation_fraction=validation_fraction, metric=selection_metric, run_date=date),
+        **cpu).set_retry(**RETRY)
+    evaluation = _request(evaluate(model=chosen.outputs["model"], eval_data=eval_table.output,
                                    config=student_config, teacher=teacher.outputs["teacher"],
                                    baseline=baseline.outputs["model"], champion=champion.output,
-                                   thresholds=thresholds, run_date=date),
+                                   thresholds=thresholds, run_date=date,
+                                   selection=chosen.outputs["selection"]),
                           **cpu).set_retry(**RETRY)
     with dsl.If(evaluation.outputs["Output"] == True, name="blessed"):  # noqa: E712 (KFP DSL)
-        _request(push_model(model=student.outputs["model"],
+        _request(push_model(model=chosen.outputs["model"],
                             evaluation=evaluation.outputs["evaluation"],
                             destination=push_destination, run_date=date, keep=keep_versions),
                  **PUSH_REQUEST).set_retry(**RETRY)

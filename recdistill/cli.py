@@ -48,6 +48,31 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _variants(text: str) -> list:
+    """An argparse type: the kd sweep's variants, a JSON list of objects."""
+    from recdistill.kd import variants
+
+    try:
+        return variants.parse_variants(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _overrides(text: str) -> dict:
+    """An argparse type: one kd variant, a JSON object (``--kd-variants`` holds a list)."""
+    [overrides] = _variants(f"[{text}]")
+    return overrides
+
+
+def _candidate(text: str) -> tuple:
+    """An argparse type: ``NAME=MODEL`` of one kd candidate."""
+    name, sep, uri = text.partition("=")
+    if not (sep and name and uri):
+        raise argparse.ArgumentTypeError(f"expected NAME=MODEL (e.g. kd=runs/student), got "
+                                         f"{text!r}")
+    return name, uri
+
+
 def _folder(text: str) -> str:
     """An argparse type: a folder to write into; an existing local file is refused."""
     if not text.strip():
@@ -93,7 +118,8 @@ def _train(args):
                                eval_uri=args.eval or "", warm_start=args.warm_start or "",
                                without_kd=args.without_kd, num_steps=args.num_steps,
                                mixed_precision=args.mixed_precision,
-                               exclude_fold=_excluded_fold(args))
+                               exclude_fold=_excluded_fold(args),
+                               kd_overrides=args.kd_overrides)
     print(json.dumps({"export_dir": result.export_dir, "steps": result.steps,
                       "metrics": result.metrics}, indent=2, default=str))
 
@@ -148,13 +174,32 @@ def _push(args):
 def _run(args):
     from pipelines import local_run
 
+    from recdistill import selection
+
+    selection.holdout_buckets(args.validation_fraction)  # a bad fraction fails before the run
     run = local_run.run_local(args.workdir, student_config=args.student_config,
                               teacher_config=args.teacher_config, teacher_uri=args.teacher or "",
                               train_data=args.train, eval_data=args.eval,
                               thresholds=args.thresholds, num_steps=args.num_steps,
                               cross_fit_folds=args.cross_fit_folds,
-                              cross_fit_key=args.cross_fit_key or "")
+                              cross_fit_key=args.cross_fit_key or "",
+                              kd_variants=args.kd_variants,
+                              validation_fraction=args.validation_fraction,
+                              validation_key=args.validation_key,
+                              selection_metric=args.selection_metric)
     print(local_run.format_summary(run))
+
+
+def _select(args):
+    from recdistill import steps
+
+    names = [name for name, _ in args.candidate]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--candidate names repeat: {names}. Name each kd student once.")
+    result = steps.select_candidate(args.config, dict(args.candidate), args.baseline,
+                                    args.validation, args.out, args.out, metric=args.metric)
+    print(json.dumps({"chosen": result.chosen, "model": result.chosen_uri,
+                      "reason": result.content["reason"], "out": args.out}, indent=2))
 
 
 def _compile(args):
@@ -238,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-fit-key", metavar="COLUMN",
                    help="the key column a row's fold is a hash of (default: the config's gauc "
                         "uid_field, else its kd session_name)")
+    p.add_argument("--kd-overrides", type=_overrides, default=None, metavar="JSON",
+                   help='one kd sweep variant applied to the kd blocks, e.g. \'{"loss_weight": '
+                        '0.5}\' (what a kd_variants candidate trains with)')
     p.set_defaults(func=_train)
 
     p = verb("soft-labels", help="Beam job: add the teacher's soft labels",
@@ -304,7 +352,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cross-fit-key", metavar="COLUMN",
                    help="the fold key column (default: the student config's gauc uid_field, "
                         "else its kd session_name)")
+    p.add_argument("--kd-variants", type=_variants, default=[],
+                   help='the kd sweep: a JSON list of overrides of the kd blocks, each trained '
+                        'beside the configured student, e.g. \'[{"loss_weight": 0.5}, '
+                        '{"temperature": 2, "loss_type": "KL_DIVERGENCE_LOSS"}]\'')
+    p.add_argument("--validation-fraction", type=_fraction, default=0.1,
+                   help="training rows (by --validation-key) held out to choose among the kd "
+                        "students and the baseline, in steps of 0.01 (default 0.1; 0: no "
+                        "choice, the configured kd student goes on)")
+    p.add_argument("--validation-key", default="",
+                   help="the holdout's key column (default: the GAUC uid_field, else a kd "
+                        "session column)")
+    p.add_argument("--selection-metric", choices=("auc", "gauc"), default="auc",
+                   help="what the choice maximises on the validation rows (default auc)")
     p.set_defaults(func=_run)
+
+    p = verb("select", help="pick the best kd student or the baseline on validation rows")
+    p.add_argument("--config", required=True, help="the student's config")
+    p.add_argument("--candidate", required=True, action="append", type=_candidate,
+                   help="NAME=MODEL of a kd student, repeated; the configured one named kd")
+    p.add_argument("--baseline", required=True, help="the student trained without kd")
+    p.add_argument("--validation", required=True,
+                   help=f"held-out training rows none of them trained on, {data}")
+    p.add_argument("--out", required=True, type=_folder,
+                   help="folder for selection.json, selection.html and the chosen export")
+    p.add_argument("--metric", choices=("auc", "gauc"), default="auc",
+                   help="higher wins (default auc); a tie goes to the baseline")
+    p.set_defaults(func=_select)
 
     p = verb("compile", help="compile the pipeline to YAML")
     p.add_argument("--output", default=None,

@@ -22,7 +22,8 @@ metrics.json layout::
      "teacher_consistency": {"session_field", "k", "m", "recall", "recall_sessions", "ndcg",
                              "ndcg_sessions"} | null,   # the student's, per session
      "kd_gain": {"auc", "gauc", "logloss_reduction"} | null,   # student vs baseline
-     "thresholds": {...}, "blessing": {"blessed", "reasons", "checks"}, "blessed": bool}
+     "thresholds": {...}, "blessing": {"blessed", "reasons", "checks"}, "blessed": bool,
+     "selection": {...} | null}   # the kd sweep's selection.json (recdistill.selection)
 
 ``teacher_topk_recall`` / ``teacher_ndcg`` (every model but the teacher, when a teacher and a
 session field are known; else None) are ``recdistill.metrics.teacher_consistency``: the share
@@ -173,6 +174,12 @@ def _target(cfg, session_field: str | None = None) -> _Target:
     return _Target(label, prediction, teacher_prediction, uid_field, reduction, session)
 
 
+def user_field(cfg) -> str | None:
+    """The column that groups a user's rows: GAUC's ``uid_field``, else a kd block's
+    ``session_name``, else None (the default key of the validation holdout)."""
+    return _target(cfg).uid_field or _kd_session_name(cfg)
+
+
 @dataclasses.dataclass
 class _Scored:
     """What evaluation keeps of the eval table: a few bytes per row."""
@@ -302,6 +309,28 @@ def _score_table(data_uri: str, cfg, target: _Target, models: Mapping) -> _Score
                    probs={role: scorer.probabilities() for role, scorer in scorers.items()})
 
 
+def compare_models(data_uri: str, config, uris: Mapping[str, str]) -> dict:
+    """Every model's metrics on one table, streamed once (as :func:`evaluate` computes them).
+
+    Args:
+      data_uri: the table (with the label and, for GAUC, the uid field).
+      config: the loaded config naming the label and GAUC's uid_field.
+      uris: candidate name -> model (model_dir or export); names other than ``teacher``.
+
+    Returns:
+      name -> ``{"uri", "digest", "auc", "gauc", "gauc_users", "logloss", ...}``
+      (``recdistill.metrics.classification_metrics``).
+    """
+    target = _target(config)
+    models = {name: exported.load_exported(uri) for name, uri in uris.items()}
+    scored = _score_table(data_uri, config, target, models)
+    return {name: {"uri": models[name].uri,
+                   "digest": exported.model_digest(models[name].local_path),
+                   **metrics_lib.classification_metrics(scored.labels, p, scored.users,
+                                                        target.reduction)}
+            for name, p in scored.probs.items()}
+
+
 def _gain(student: Mapping, baseline: Mapping) -> dict:
     def diff(a, b):
         return None if a is None or b is None else a - b
@@ -338,7 +367,8 @@ def _consistency(probs: Mapping, sessions, top_k: int, top_m: int) -> dict:
 def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None = None,
              champion_uri: str | None = None, baseline_uri: str | None = None,
              thresholds=None, out_dir: str, top_k: int = DEFAULT_TOP_K,
-             top_m: int | None = None, session_field: str | None = None) -> EvalResult:
+             top_m: int | None = None, session_field: str | None = None,
+             selection: Mapping | None = None) -> EvalResult:
     """Scores the eval table with the candidate and its comparison models, and blesses or not.
 
     Args:
@@ -363,6 +393,8 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
       top_m: the student's top m in the teacher top-k recall (default ``top_k``).
       session_field: the column grouping rows into sessions for the consistency metrics;
         default a kd block's ``session_name``, else GAUC's ``uid_field``.
+      selection: the kd sweep's selection.json (``recdistill.selection``) that chose the
+        candidate: kept in metrics.json and shown in the report with every variant.
 
     Returns:
       The EvalResult; its fields are what a KFP component logs.
@@ -419,7 +451,7 @@ def evaluate(model_uri: str, data_uri: str, config, *, teacher_uri: str | None =
         "kd_gain": (_gain(per_model[STUDENT], per_model[BASELINE])
                     if BASELINE in per_model else None),
         "thresholds": threshold_values, "blessing": verdict.to_dict(),
-        BLESSED_KEY: verdict.blessed,
+        BLESSED_KEY: verdict.blessed, "selection": dict(selection) if selection else None,
     }
     page = report_lib.render_report(labels, probs, result)
     with filesystems.atomic_dir(out_dir, replaces=_OUTPUT_MARKERS) as staging:

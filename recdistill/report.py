@@ -151,6 +151,8 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
                     "sessions"],
                    [[consistency["recall"], consistency["recall_sessions"],
                      consistency["ndcg"], consistency["ndcg_sessions"]]])))
+    if result.get("selection"):
+        parts.append(selection_section(result["selection"]))
     if result.get("kd_gain"):
         gain = result["kd_gain"]
         parts.append(_section("Gain over the baseline (student without kd)", _table(
@@ -165,6 +167,52 @@ def render_report(labels, probs_by_model: Mapping, result: Mapping) -> str:
              f"{html.escape(str(result['label_field']))}")
     logger.info("rendered the report for %s", ", ".join(probs_by_model))
     return _page(title, parts)
+
+
+#: The kd sweep's candidate trained without kd (``recdistill.selection.BASELINE``).
+_BASELINE = "baseline"
+
+
+def _candidate_order(selection: Mapping) -> list:
+    """The kd candidates in their order (selection.json's keys are sorted), the baseline last."""
+    return sorted(selection["candidates"], key=lambda n: (n == _BASELINE, len(n), n))
+
+
+def selection_plot(selection: Mapping) -> str:
+    """One bar per candidate of the kd sweep: its validation metric, the chosen one green."""
+    metric = selection["metric"]
+    names = _candidate_order(selection)
+    values = [selection["candidates"][n][metric] for n in names]
+    figure, ax = _figure()
+    ax.bar(names, values, color=["#1a7f37" if n == selection["chosen"] else "#8c959f"
+                                 for n in names])
+    low = min(values)
+    ax.set_ylim(low - 0.1 * (max(values) - low + 1e-3), None)
+    ax.set(ylabel=f"validation {metric.upper()}", title="kd sweep: candidates on validation")
+    ax.tick_params(axis="x", labelrotation=30)
+    return _png(figure)
+
+
+def selection_section(selection: Mapping) -> str:
+    """The kd sweep: every candidate's overrides and validation metrics, and which was chosen
+    (``recdistill.selection`` writes ``selection``, the content of selection.json)."""
+    candidates = selection["candidates"]
+    rows = [[name, "yes" if name == selection["chosen"] else "",
+             ", ".join(f"{k}={v}" for k, v in (c.get("overrides") or {}).items())
+             or ("without kd" if name == _BASELINE else "as configured"),
+             c.get("auc"), c.get("gauc"), c.get("logloss"), c.get("examples")]
+            for name, c in ((n, candidates[n]) for n in _candidate_order(selection))]
+    content = (f"<p>{html.escape(selection['reason'])}</p>"
+               + _table(["candidate", "chosen", "overrides", "AUC", "GAUC", "logloss",
+                         "examples"], rows))
+    if all(c.get(selection["metric"]) is not None for c in candidates.values()):
+        content += selection_plot(selection)
+    return _section("kd sweep: candidates on the validation split", content)
+
+
+def render_selection_report(selection: Mapping) -> str:
+    """The selection page of ``select_candidate``: :func:`selection_section` on its own."""
+    return _page("recdistill kd sweep", [selection_section(selection)])
 
 
 def _page(title: str, parts: list) -> str:

@@ -10,11 +10,12 @@ This module must not import ``kfp``.
 """
 
 import logging
-from typing import Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from recdistill import config as config_lib
 from recdistill import cross_fit, exported
 from recdistill.data import filesystems
+from recdistill.kd import variants
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +74,15 @@ def _reused_teacher(teacher_uri: str, run_date: str) -> str:
 def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                 warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
                 mixed_precision: bool = False, report_copy: str = "", workers: int = 1,
-                exclude_fold: Sequence = ()):
+                exclude_fold: Sequence = (), kd_overrides: Mapping | None = None,
+                variant_name: str = "variant"):
     """Trains the model the config describes (see ``recdistill.training.train``).
 
     Args:
       without_kd: drop the config's kd blocks and soft-label fields: the baseline student that
         every run trains beside the distilled one, to report the kd gain.
+      kd_overrides: a kd sweep variant (``recdistill.kd.variants``) applied to the kd blocks.
+      variant_name: the variant's name, for error messages.
       warm_start: a previous export to initialise from ('' or a missing champion: from scratch).
       report_copy: also write the training report (loss curves) here (a KFP ``HTML`` file).
       workers: > 1 trains on that many pods, a Training Operator TFJob submitted from this
@@ -89,6 +93,8 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
     from recdistill import training
 
     cfg = config_lib.load_config(config_uri)
+    if kd_overrides:
+        cfg = variants.apply_variant(cfg, kd_overrides, variant_name)
     if without_kd:
         cfg = config_lib.without_kd(cfg)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -104,7 +110,8 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
         result = tfjob.train_with_tfjob(
             cfg, config_uri, model_dir, workers, train_uri=train_uri, eval_uri=eval_uri,
             warm_start=warm_start, without_kd=without_kd, num_steps=num_steps,
-            mixed_precision=mixed_precision, exclude_fold=exclude_fold)
+            mixed_precision=mixed_precision, exclude_fold=exclude_fold,
+            kd_overrides=kd_overrides or {})
     else:
         excluded = None
         if exclude_fold:
@@ -179,6 +186,49 @@ def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
                                           source=config_uri)
 
 
+def prepare_sweep(config_uri: str, input_uri: str, train_uri: str, validation_uri: str, *,
+                  variants_json="", fraction: float = 0.1, key: str = "",
+                  max_bad_rows_fraction: float = 0.0) -> tuple:
+    """Checks the kd variants, then carves the validation split (``recdistill.selection``).
+
+    The variants are applied to the config before the table is read, so a bad one fails in
+    seconds, naming the variant and field.
+
+    Returns:
+      (the kd candidates, ``recdistill.kd.variants.candidates``; the split's row counts).
+    """
+    from recdistill import selection
+
+    cfg = config_lib.load_config(config_uri)
+    candidates = variants.candidates(cfg, variants.parse_variants(variants_json))
+    selection.check_sweep(len(candidates) - 1, validated=bool(fraction))
+    split = selection.split_validation(input_uri, cfg, train_uri, validation_uri,
+                                       fraction=fraction, key=key,
+                                       max_bad_rows_fraction=max_bad_rows_fraction)
+    return candidates, split
+
+
+def select_candidate(config_uri: str, kd_models: Mapping[str, str], baseline_uri: str,
+                     validation_uri: str, out_dir: str, model_dir: str, *,
+                     metric: str = "auc", overrides: Mapping | None = None,
+                     report_copy: str = ""):
+    """Picks the kd sweep's candidate on the validation split (``recdistill.selection``) and
+    copies its export into ``model_dir``; ``validation_uri`` '' picks the configured student.
+
+    Returns:
+      The ``recdistill.selection.Selection``.
+    """
+    from recdistill import selection
+
+    chosen = selection.select(kd_models, baseline_uri, validation_uri,
+                              config_lib.load_config(config_uri), out_dir, metric=metric,
+                              overrides=overrides)
+    selection.copy_chosen(chosen, model_dir)
+    if report_copy:
+        filesystems.copy_tree(filesystems.join(out_dir, selection.REPORT_FILE), report_copy)
+    return chosen
+
+
 def soft_label_metrics(stats: dict) -> dict:
     """The soft-label job's stats as flat scalars for a KFP Metrics artifact: rows, and per
     soft-label column the teacher's AUC, eval AUC and their gap, and the leak guard's
@@ -190,20 +240,23 @@ def soft_label_metrics(stats: dict) -> dict:
 
 def evaluate(model_uri: str, data_uri: str, config_uri: str, out_dir: str, *,
              teacher_uri: str = "", champion_uri: str = "", baseline_uri: str = "",
-             thresholds: str = "", report_copy: str = ""):
+             thresholds: str = "", report_copy: str = "", selection_uri: str = ""):
     """Scores the eval table and decides the blessing (``recdistill.evaluation``).
 
     Args:
       thresholds: a thresholds file URI or inline YAML/JSON ('' = none configured: not blessed).
+      selection_uri: the kd sweep's selection folder (selection.json), shown in the report.
       report_copy: also write report.html here (the KFP ``HTML`` artifact's file).
     """
-    from recdistill import evaluation
+    from recdistill import evaluation, selection
 
     result = evaluation.evaluate(model_uri, data_uri, config_lib.load_config(config_uri),
                                  teacher_uri=teacher_uri or None,
                                  champion_uri=champion_uri or None,
                                  baseline_uri=baseline_uri or None,
-                                 thresholds=thresholds or None, out_dir=out_dir)
+                                 thresholds=thresholds or None, out_dir=out_dir,
+                                 selection=(selection.read_selection(selection_uri)
+                                            if selection_uri else None))
     if report_copy:
         filesystems.copy_tree(result.report_uri, report_copy)
     return result

@@ -102,6 +102,9 @@ def test_every_flag_has_help_text():
     (["push", "--model", "m", "--destination", "d", "--keep", "-1"], "must be >= 0, got -1"),
     (["soft-labels", "--teacher", "t", "--input", "i", "--output", "o", "--config", "c",
       "--max-bad-rows-fraction", "1.5"], "must be in [0, 1], got 1.5"),
+    (["run", "--kd-variants", '{"loss_weight": 2}'], "kd variants must be a list of objects"),
+    (["select", "--config", "c", "--candidate", "kd", "--baseline", "b", "--validation", "v",
+      "--out", "o"], "expected NAME=MODEL"),
 ])
 def test_bad_flag_values_are_refused_before_anything_runs(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -173,3 +176,43 @@ def test_binary_config_is_named_not_parsed(tmp_path, capsys):
 def test_cross_fit_flags_that_do_not_fit_exit_2_naming_the_fix(argv, fragment, capsys):
     assert cli.main(argv) == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_a_validation_fraction_off_the_percent_grid_fails_before_the_run(capsys, monkeypatch):
+    from pipelines import local_run
+
+    monkeypatch.setattr(local_run, "run_local", lambda *a, **k: pytest.fail("the run started"))
+    assert cli.main(["run", "--validation-fraction", "0.125"]) == 2
+    assert "validation_fraction must be in [0, 0.5] in steps of 0.01, got 0.125" in \
+        capsys.readouterr().err
+
+
+def test_select_picks_on_the_validation_rows_and_writes_the_chosen_export(tmp_path, capsys):
+    import toy_models
+
+    table = toy_models.make_table(users=30, rows_per_user=8)
+    data = toy_models.write_csv(tmp_path / "valid.csv", table)
+    config = tmp_path / "student.config"
+    config.write_text(toy_models.config_text(teacher_pred_name="probs"))
+    weak, strong = (toy_models.save_linear(tmp_path / n, *w)
+                    for n, w in (("weak", (0.2, -0.3)), ("strong", (1.5, 0.5))))
+    out = tmp_path / "chosen"
+    result = json.loads(_run(capsys, "select", "--config", config, "--candidate",
+                             f"kd={weak}", "--baseline", strong, "--validation", data,
+                             "--out", out))
+    assert (result["chosen"], result["model"]) == ("baseline", strong)
+    assert json.loads((out / "selection.json").read_text())["chosen"] == "baseline"
+    assert exported.load_exported(str(out)).uri.startswith(str(out))
+
+
+def test_train_kd_overrides_is_one_variant_checked_like_kd_variants(capsys, tmp_path):
+    import toy_models
+
+    config = tmp_path / "student.config"
+    config.write_text(toy_models.config_text(teacher_pred_name="probs"))
+    assert cli.main(["train", "--config", str(config), "--kd-overrides",
+                     '{"loss_wieght": 2}']) == 2
+    assert "loss_wieght" in capsys.readouterr().err
+    parsed = cli.build_parser().parse_args(["train", "--config", "c", "--kd-overrides",
+                                            '{"temperature": 2}'])
+    assert parsed.kd_overrides == {"temperature": 2}

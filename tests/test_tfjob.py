@@ -6,7 +6,6 @@ The slow test goes further: its server starts the job's workers as local process
 on 2 workers into an S3 (moto) model folder, and the step reads the chief's result back.
 """
 
-import copy
 import json
 import logging
 import os
@@ -16,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import types
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,7 +84,8 @@ class FakeCluster:
     """The parts of the Kubernetes API the runner uses, on loopback.
 
     A created TFJob takes the next status of ``script`` at each read (the last one sticks;
-    None: the job vanishes, as if someone deleted it). With ``operator`` set (a
+    None: the job vanishes, as if someone deleted it; a callable is called for the status).
+    With ``operator`` set (a
     :class:`LocalOperator`), that runs the job and gives its status instead.
     """
 
@@ -136,7 +135,8 @@ class FakeCluster:
             return self.operator.status(name)
         index = self.reads.get(name, 0)
         self.reads[name] = index + 1
-        return self.script[min(index, len(self.script) - 1)]
+        step = self.script[min(index, len(self.script) - 1)]
+        return step() if callable(step) else step
 
     def handle(self, request, method):
         url = urllib.parse.urlsplit(request.path)
@@ -270,6 +270,14 @@ def test_train_args_are_the_steps_arguments_for_recdistill_train():
         "--num-steps", "50", "--without-kd", "--mixed-precision"]
     assert tfjob.train_args("c", "m") == ["recdistill", "train", "--config", "c",
                                           "--model-dir", "m"]
+
+
+def test_train_args_of_a_kd_variant_parse_back_to_the_same_overrides():
+    from recdistill import cli
+
+    overrides = {"loss_weight": 0.5, "loss_type": "KL_DIVERGENCE_LOSS"}
+    args = tfjob.train_args("c", "m", kd_overrides=overrides)
+    assert cli.build_parser().parse_args(args[1:]).kd_overrides == overrides
 
 
 def test_train_args_of_a_fold_teacher_parse_back_to_the_same_fold():
@@ -412,12 +420,13 @@ def test_cluster_refusals_name_the_missing_piece(refused, code, fix):
 
 
 def test_a_cancelled_step_deletes_its_job():
-    with FakeCluster(script=(RUNNING,)) as cluster:
-        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
-        timer.start()
+    def cancel():  # SIGTERM while the step waits, as when the run is terminated
+        os.kill(os.getpid(), signal.SIGTERM)
+        return RUNNING
+
+    with FakeCluster(script=(CREATED, cancel, RUNNING)) as cluster:
         with pytest.raises(Exception, match="SIGTERM: the step was cancelled"):
             cluster.runner().run("job-c", ARGS, 2)
-        timer.join()
     assert cluster.deleted == [("job-c", ["Foreground"])]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
@@ -503,7 +512,7 @@ def test_several_workers_submit_a_tfjob_with_the_steps_arguments(data, recorded)
     assert not cfg.model_config.kd  # the baseline's config: without_kd applied before the checks
     assert kwargs == dict(train_uri="s3://bkt/t", eval_uri="s3://bkt/e",
                           warm_start="s3://bkt/serving/2", without_kd=True, num_steps=9,
-                          mixed_precision=True, exclude_fold=())
+                          mixed_precision=True, exclude_fold=(), kd_overrides={})
 
 
 def test_a_gbdt_trains_in_the_pod_whatever_the_worker_count(data, recorded, tmp_path, caplog):

@@ -10,7 +10,7 @@ from components.images import RUNTIME_IMAGE
 def evaluate(model: Input[Model], eval_data: Input[Dataset], config: str, teacher: Input[Model],
              baseline: Input[Model], champion: str, thresholds: str, run_date: str,
              metrics: Output[Metrics], roc: Output[ClassificationMetrics], report: Output[HTML],
-             evaluation: Output[Artifact]) -> bool:
+             evaluation: Output[Artifact], selection: Input[Artifact] = None) -> bool:
     """Scores the eval table with student, teacher, baseline and champion; returns blessed.
 
     Args:
@@ -26,6 +26,7 @@ def evaluate(model: Input[Model], eval_data: Input[Dataset], config: str, teache
       roc: the student's ROC curve and confusion matrix.
       report: the HTML report.
       evaluation: the evaluation folder (metrics.json, report.html) that push checks.
+      selection: the kd sweep's choice (``select_candidate``), shown in the report; optional.
 
     Returns:
       whether the student is blessed (the push step runs only then).
@@ -35,7 +36,8 @@ def evaluate(model: Input[Model], eval_data: Input[Dataset], config: str, teache
     result = steps.evaluate(model.uri, eval_data.uri, config, evaluation.uri,
                             teacher_uri=teacher.uri, champion_uri=champion,
                             baseline_uri=baseline.uri, thresholds=thresholds,
-                            report_copy=report.path)
+                            report_copy=report.path,
+                            selection_uri=selection.uri if selection else "")
     for key, value in sorted(result.scalars.items()):
         metrics.log_metric(key, value)
     roc.log_roc_curve(result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"])

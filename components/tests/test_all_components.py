@@ -9,9 +9,9 @@ NAMES = readme.component_names()
 
 def test_every_step_has_a_component_folder():
     assert NAMES == ["cross_fit_folds", "current_champion", "evaluate", "fold_teacher_uris",
-                     "generate_soft_labels", "prepare_teacher", "push_model",
-                     "resolve_data_uris", "teacher_placement", "train_fold_teacher",
-                     "train_model"]
+                     "generate_soft_labels", "prepare_sweep", "prepare_teacher", "push_model",
+                     "resolve_data_uris", "select_candidate", "teacher_placement",
+                     "train_fold_teacher", "train_model"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -10,7 +10,8 @@ from components.images import TRAINER_IMAGE
 def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Dataset],
                 run_date: str, model: Output[Model], metrics: Output[Metrics],
                 report: Output[HTML], warm_start: str = "", without_kd: bool = False,
-                num_steps: int = 0, mixed_precision: bool = False, workers: int = 1):
+                num_steps: int = 0, mixed_precision: bool = False, workers: int = 1,
+                kd_variant: str = ""):
     """Trains the model of ``config``: hard-label loss plus every kd block's loss.
 
     Args:
@@ -28,13 +29,21 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
       workers: training pods. 1 trains in this step's pod; N > 1 submits a Training Operator
         TFJob of N workers shaped like this pod (image, resources, placement) into ``model``
         (the pipeline root must be on gs://) and waits for it.
+      kd_variant: a kd sweep candidate as JSON, {"name", "overrides"} (``prepare_sweep``):
+        its overrides apply to the kd blocks, its name goes into the model's metadata.
     """
+    import json
+
     from recdistill import steps
 
+    candidate = json.loads(kd_variant) if kd_variant else {}
     result = steps.train_model(config, model.uri, train_uri=train_data.uri,
                                eval_uri=eval_data.uri, warm_start=warm_start,
                                without_kd=without_kd, num_steps=num_steps,
                                mixed_precision=mixed_precision, report_copy=report.path,
-                               workers=workers)
+                               workers=workers, kd_overrides=candidate.get("overrides"),
+                               variant_name=candidate.get("name", "variant"))
+    if candidate:
+        model.metadata.update(candidate=candidate["name"], overrides=candidate["overrides"])
     for key, value in sorted(result.metrics.items()):
         metrics.log_metric(key, value)

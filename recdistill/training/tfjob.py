@@ -27,12 +27,14 @@ Never imports ``kfp``.
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import signal
 import threading
 import time
-from typing import Optional, Sequence
+from types import MappingProxyType
+from typing import Mapping, Optional, Sequence
 
 from recdistill import exported
 from recdistill.data import filesystems
@@ -99,10 +101,12 @@ class WorkerTemplate:
 
 def train_args(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri: str = "",
                warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
-               mixed_precision: bool = False, exclude_fold: Sequence = ()) -> list:
+               mixed_precision: bool = False, exclude_fold: Sequence = (),
+               kd_overrides: Mapping = MappingProxyType({})) -> list:
     """The ``recdistill train`` command line every worker runs (same arguments as the step).
 
-    ``exclude_fold`` ``(key, K, k)`` trains a cross-fitting fold teacher on every worker.
+    ``exclude_fold`` ``(key, K, k)`` trains a cross-fitting fold teacher on every worker;
+    ``kd_overrides`` a kd sweep variant (``recdistill.kd.variants``).
     """
     args = ["recdistill", "train", "--config", config_uri, "--model-dir", model_dir]
     for flag, value in (("--train", train_uri), ("--eval", eval_uri),
@@ -115,6 +119,8 @@ def train_args(config_uri: str, model_dir: str, *, train_uri: str = "", eval_uri
         key, num_folds, fold = exclude_fold
         args += ["--cross-fit-fold", str(fold), "--cross-fit-folds", str(num_folds)]
         args += ["--cross-fit-key", key] if key else []
+    if kd_overrides:
+        args += ["--kd-overrides", json.dumps(dict(kd_overrides), sort_keys=True)]
     return (args + ["--without-kd"] * without_kd + ["--mixed-precision"] * mixed_precision)
 
 
@@ -447,8 +453,8 @@ def check_shared(model_dir: str, inputs: dict) -> None:
 def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
                      train_uri: str = "", eval_uri: str = "", warm_start: str = "",
                      without_kd: bool = False, num_steps: int = 0, mixed_precision: bool = False,
-                     exclude_fold: Sequence = (), runner: Optional[TFJobRunner] = None
-                     ) -> TrainResult:
+                     exclude_fold: Sequence = (), kd_overrides: Mapping = MappingProxyType({}),
+                     runner: Optional[TFJobRunner] = None) -> TrainResult:
     """Trains ``config_uri`` on a TFJob of ``workers`` workers into ``model_dir``.
 
     Everything is checked before the job is submitted, so a mistake fails in seconds, not
@@ -457,6 +463,7 @@ def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
     Args:
       cfg: the loaded config (checked: early stopping is single-worker only).
       exclude_fold: ``(key, K, k)``: a cross-fitting fold teacher (``train_args``).
+      kd_overrides: a kd sweep variant, already applied to ``cfg`` (``train_args``).
       runner: default: a :class:`TFJobRunner` with the pod's in-cluster credentials.
 
     Returns:
@@ -471,7 +478,8 @@ def train_with_tfjob(cfg, config_uri: str, model_dir: str, workers: int, *,
                              "warm_start": warm_start})
     args = train_args(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
                       warm_start=warm_start, without_kd=without_kd, num_steps=num_steps,
-                      mixed_precision=mixed_precision, exclude_fold=exclude_fold)
+                      mixed_precision=mixed_precision, exclude_fold=exclude_fold,
+                      kd_overrides=kd_overrides)
     (runner or TFJobRunner()).run(job_name(model_dir), args, workers)
     export = exported.export_dir(model_dir)
     metadata = exported.read_metadata(export)

@@ -30,9 +30,10 @@ def _tasks(spec):
 
 
 def _all_tasks(spec):
-    """Top-level tasks plus those inside dsl.If conditions."""
+    """Top-level tasks plus those inside dsl.If conditions and dsl.ParallelFor loops."""
     tasks = dict(_tasks(spec))
-    for cond in [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-condition")]:
+    for cond in [t for t in tasks.values()
+                 if t["componentRef"]["name"].startswith(("comp-condition", "comp-for-loop"))]:
         tasks.update(spec[0]["components"][cond["componentRef"]["name"]]["dag"]["tasks"])
     return tasks
 
@@ -67,10 +68,11 @@ def test_training_steps_request_gpus_cpu_and_memory_on_the_trainer_image(spec, t
 def test_students_get_one_gpu_on_the_gpu_nodes(spec, task):
     assert _executor(spec, task)["container"]["resources"]["accelerator"]["resourceCount"] == "1"
     config = _platform(spec, task)
-    assert config["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == \
-        "trainer_node_selector"
-    assert config["tolerations"][0]["tolerationJson"]["componentInputParameter"] == \
-        "trainer_tolerations"
+    # inside the kd sweep's loop the parameters arrive as the loop's pipeline channels
+    assert config["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] in (
+        "trainer_node_selector", "pipelinechannel--trainer_node_selector")
+    assert config["tolerations"][0]["tolerationJson"]["componentInputParameter"] in (
+        "trainer_tolerations", "pipelinechannel--trainer_tolerations")
 
 
 def test_the_teacher_gets_a_gpu_and_gpu_node_only_when_it_is_trained(spec):
@@ -100,6 +102,8 @@ def test_push_inside_the_blessing_condition_requests_constants(spec):
 @pytest.mark.parametrize("task, cpu, memory", [
     ("generate-soft-labels", "beam_cpu", "beam_memory"),
     ("evaluate", "runtime_cpu", "runtime_memory"),
+    ("prepare-sweep", "beam_cpu", "beam_memory"),
+    ("select-candidate", "runtime_cpu", "runtime_memory"),
     ("current-champion", "runtime_cpu", "runtime_memory"),
     ("resolve-data-uris", "runtime_cpu", "runtime_memory"),
     ("teacher-placement", "runtime_cpu", "runtime_memory")])
@@ -115,7 +119,7 @@ def test_cpu_steps_request_cpu_and_memory_from_parameters(spec, task, cpu, memor
 
 def test_other_steps_run_on_the_runtime_image(spec):
     for task in ("generate-soft-labels", "evaluate", "resolve-data-uris", "push-model",
-                 "current-champion", "teacher-placement"):
+                 "current-champion", "teacher-placement", "prepare-sweep", "select-candidate"):
         container = _executor(spec, task)["container"]
         assert container["image"] == RUNTIME_IMAGE
         assert "accelerator" not in container.get("resources", {})
@@ -132,7 +136,7 @@ def test_push_runs_only_when_evaluate_blesses(spec):
 
 
 IO_TASKS = ("prepare-teacher", "generate-soft-labels", "current-champion", "train-model",
-            "train-model-2", "evaluate", "push-model")
+            "train-model-2", "evaluate", "push-model", "prepare-sweep", "select-candidate")
 
 
 @pytest.mark.parametrize("task", IO_TASKS)
@@ -144,7 +148,7 @@ def test_every_step_doing_remote_io_retries_with_a_backoff(spec, task):
 
 def test_only_io_free_steps_do_not_retry(spec):
     no_retry = {name for name, task in _all_tasks(spec).items()
-                if "retryPolicy" not in task and not name.startswith("condition")}
+                if "retryPolicy" not in task and not name.startswith(("condition", "for-loop"))}
     assert no_retry == {"resolve-data-uris", "teacher-placement", "importer", "importer-2"}
 
 
@@ -161,9 +165,42 @@ def test_run_date_defaults_to_the_schedule_time(spec):
 
 def test_every_step_gets_the_run_date_so_caches_change_daily(spec):
     for name, task in _tasks(spec).items():
-        if name.startswith(("condition", "importer", "resolve-data-uris", "teacher-placement")):
+        if name.startswith(("condition", "for-loop", "importer", "resolve-data-uris",
+                            "teacher-placement")):
             continue
         assert "run_date" in task["inputs"]["parameters"], name
+
+
+def test_kd_candidates_train_in_parallel_and_the_chosen_one_is_evaluated_and_pushed(spec):
+    tasks = _tasks(spec)
+    loop = next(t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-for-loop"))
+    assert loop["parameterIterator"]["items"] == {"inputParameter":
+                                                  "pipelinechannel--prepare-sweep-Output"}
+    # the loop's students resolve the trainer requests (parameters reach the sub-DAG)
+    inner = spec[0]["components"][loop["componentRef"]["name"]]["inputDefinitions"]
+    assert {"pipelinechannel--trainer_cpu", "pipelinechannel--trainer_memory"} <= \
+        set(inner["parameters"])
+    chosen = tasks["select-candidate"]["inputs"]["artifacts"]
+    assert chosen["kd_models"]["taskOutputArtifact"]["producerTask"] == next(
+        name for name, task in tasks.items() if task is loop)
+    assert chosen["baseline"]["taskOutputArtifact"]["producerTask"] == "train-model-2"
+    assert chosen["validation"]["taskOutputArtifact"] == {"outputArtifactKey": "validation",
+                                                          "producerTask": "prepare-sweep"}
+    assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "model", "producerTask": "select-candidate"}
+    blessed = next(t for t in tasks.values() if t["componentRef"]["name"].startswith(
+        "comp-condition"))
+    assert blessed["inputs"]["artifacts"]["pipelinechannel--select-candidate-model"] == {
+        "taskOutputArtifact": {"outputArtifactKey": "model", "producerTask": "select-candidate"}}
+    baseline = tasks["train-model-2"]["inputs"]["parameters"]["warm_start"]
+    assert baseline["taskOutputParameter"]["producerTask"] == "current-champion"
+    # no candidate trains on the held-out rows
+    for task in ("generate-soft-labels", "train-model-2"):
+        assert tasks[task]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"] == {
+            "outputArtifactKey": "train", "producerTask": "prepare-sweep"}
+    defaults = spec[0]["root"]["inputDefinitions"]["parameters"]
+    assert defaults["validation_fraction"]["defaultValue"] == 0.1
+    assert defaults["kd_variants"]["defaultValue"] == []
 
 
 def test_yaml_holds_no_credentials_or_local_paths(fresh):

@@ -5,8 +5,8 @@ import yaml
 
 from pipelines.compile import compile_pipeline
 
-#: The teacher (when it trains), the kd student and the baseline.
-TRAINING_TASKS = ("prepare-teacher", "train-model", "train-model-2")
+#: The components of the teacher (when it trains), the kd students and the baseline.
+TRAINING_COMPONENTS = ("comp-prepare-teacher", "comp-train-model")
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,20 @@ def test_train_workers_defaults_to_one_pod(spec):
     assert "TFJob" in parameter["description"]
 
 
-@pytest.mark.parametrize("task", TRAINING_TASKS)
-def test_every_training_step_gets_train_workers(spec, task):
-    inputs = spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"]
-    assert inputs["workers"] == {"componentInputParameter": "train_workers"}
-    component = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]
-    assert component["inputDefinitions"]["parameters"]["workers"]["defaultValue"] == 1.0
+def _training_tasks(spec):
+    """(task name, task) of every training step, in the root DAG or a sub-DAG (the kd
+    students train inside the sweep's ParallelFor)."""
+    dags = [spec["root"]["dag"]] + [c["dag"] for c in spec["components"].values() if "dag" in c]
+    return [(name, task) for dag in dags for name, task in dag["tasks"].items()
+            if task["componentRef"]["name"].rstrip("-0123456789") in TRAINING_COMPONENTS]
+
+
+def test_every_training_step_gets_train_workers(spec):
+    tasks = _training_tasks(spec)
+    assert sorted(name for name, _ in tasks) == ["prepare-teacher", "train-model",
+                                                  "train-model-2"]
+    for name, task in tasks:
+        source = task["inputs"]["parameters"]["workers"]["componentInputParameter"]
+        assert source in ("train_workers", "pipelinechannel--train_workers"), name
+        component = spec["components"][task["componentRef"]["name"]]
+        assert component["inputDefinitions"]["parameters"]["workers"]["defaultValue"] == 1.0

@@ -29,3 +29,19 @@ def test_evaluate_fills_metrics_roc_and_confusion_and_returns_the_blessing(recor
     assert metrics.metadata == {"kd_gain_auc": 0.01, "student_auc": 0.7}
     assert roc.metadata["confusionMatrix"]["rows"] == [{"row": [5, 1]}, {"row": [2, 3]}]
     assert [p["recall"] for p in roc.metadata["confidenceMetrics"]] == [0.0, 1.0]
+
+
+def test_evaluate_passes_the_kd_sweep_selection_to_the_report(record, artifact):
+    result = types.SimpleNamespace(
+        blessed=True, scalars={}, roc={"fpr": [0.0], "tpr": [0.0], "thresholds": [1.0]},
+        confusion_matrix={"categories": ["0", "1"], "matrix": [[1, 0], [0, 1]]})
+    calls = record("evaluate", result)
+    selection = artifact(Artifact, "selection")
+    evaluate.python_func(
+        model=artifact(Model, "student"), eval_data=artifact(Dataset, "ev"),
+        config="s.config", teacher=artifact(Model, "teacher"),
+        baseline=artifact(Model, "baseline"), champion="", thresholds="{}", run_date="d",
+        metrics=artifact(Metrics, "m"), roc=artifact(ClassificationMetrics, "r"),
+        report=artifact(HTML, "h"), evaluation=artifact(Artifact, "e"), selection=selection)
+    [(_, _, kwargs)] = calls
+    assert kwargs["selection_uri"] == selection.uri

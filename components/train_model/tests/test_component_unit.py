@@ -32,3 +32,16 @@ def test_train_model_forwards_the_worker_count(record, artifact):
         metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"), workers=4)
     [(_, _, kwargs)] = calls
     assert kwargs["workers"] == 4
+
+
+def test_a_kd_sweep_candidate_overrides_the_kd_blocks_and_names_the_model(record, artifact):
+    calls = record("train_model", types.SimpleNamespace(metrics={}))
+    model = artifact(Model, "model")
+    train_model.python_func(
+        config="s.config", train_data=artifact(Dataset, "train"),
+        eval_data=artifact(Dataset, "eval"), run_date="d", model=model,
+        metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"),
+        kd_variant='{"name": "kd_v2", "overrides": {"loss_weight": 0.5}}')
+    [(_, _, kwargs)] = calls
+    assert kwargs["kd_overrides"] == {"loss_weight": 0.5} and kwargs["variant_name"] == "kd_v2"
+    assert model.metadata == {"candidate": "kd_v2", "overrides": {"loss_weight": 0.5}}

@@ -1,0 +1,53 @@
+"""Component: check the kd variants and carve the validation split from the training table."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
+                  validation_fraction: float, validation_key: str, run_date: str,
+                  champion: str, train: Output[Dataset], validation: Output[Dataset],
+                  max_bad_rows_fraction: float = 0.0) -> list:
+    """Checks the kd variants against the student config and splits off the validation rows.
+
+    Rows whose key hashes into the holdout (``recdistill.selection``) go to ``validation``,
+    the rest to ``train``; every candidate (kd students, baseline) trains on ``train`` only,
+    and ``select_candidate`` chooses on ``validation``, so the eval table never chooses. The
+    variants are checked first: a bad one fails here, before any training.
+
+    Args:
+      train_data: the training table.
+      config: URI of the student's EasyRec config (kd blocks, GAUC uid_field).
+      kd_variants: overrides of the kd blocks, e.g. [{"loss_weight": 0.5}, {"temperature":
+        2, "loss_type": "KL_DIVERGENCE_LOSS"}]; [] trains the configured student only.
+      validation_fraction: share of the keys held out, in steps of 0.01 (0: no split, every
+        row trains and the configured kd student goes on unchosen).
+      validation_key: the key column ('' = the GAUC uid_field, else a kd session column).
+      run_date: the run's date; part of the cache key, and passed on in the items.
+      champion: the champion's export ('' before the first push), passed on in the items.
+      train: the training rows left after the holdout.
+      validation: the held-out rows (none when validation_fraction is 0).
+      max_bad_rows_fraction: malformed rows tolerated while reading the table.
+
+    Returns:
+      the items of the pipeline's ParallelFor, the configured student first, each
+      {"candidate": JSON text of {"name", "overrides"}, "warm_start": champion, "run_date"}.
+      The champion and date ride in the items because kfp.local 2.17.3 replaces every task
+      output that enters a ParallelFor by the loop item (create_parameter_loop_iteration_task_spec).
+    """
+    import json
+
+    from recdistill import steps
+
+    candidates, split = steps.prepare_sweep(
+        config, train_data.uri, train.uri, validation.uri, variants_json=kd_variants,
+        fraction=validation_fraction, key=validation_key,
+        max_bad_rows_fraction=max_bad_rows_fraction)
+    train.metadata.update(rows=split["train_rows"], key=split["key"])
+    validation.metadata.update(rows=split["validation_rows"], key=split["key"],
+                               fraction=split["fraction"])
+    return [{"candidate": json.dumps(candidate), "warm_start": champion, "run_date": run_date}
+            for candidate in candidates]
