@@ -597,6 +597,9 @@ def parse_args(argv=None):
                              "of the checkout)")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results"),
                         help="folder for the results files (.md and .png)")
+    parser.add_argument("--only", action="append", default=[], metavar="SETTING",
+                        help="train only this setting of the suite (repeatable); the report "
+                             "still shows every setting evaluated in --work-dir")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report what earlier runs over --work-dir "
                              "evaluated (each setting over the seeds it has)")
@@ -620,8 +623,16 @@ def run_suite(suite: Suite, args, work_dir: str) -> str:
 
         return quality_scenarios.run(args.data, data, args.seeds, work_dir, args.out, clock)
     suite_dir = os.path.join(work_dir, suite.name)
+    unknown = set(args.only) - {s.name for s in suite.settings}
+    if unknown:
+        raise SystemExit(f"--only {sorted(unknown)}: not settings of the {suite.name} suite "
+                         f"({', '.join(s.name for s in suite.settings)}).")
+    if args.only and not args.report_only:
+        for seed in range(args.seeds):
+            run_seed(seed, data, privileged, [s for s in suite.settings if s.name in args.only],
+                     suite_dir, clock)
     per_seed = [run_seed(seed, data, privileged, suite.settings, suite_dir, clock,
-                         train=not args.report_only)
+                         train=not (args.report_only or args.only))
                 for seed in range(args.seeds)]
     rows = summarize(per_seed, suite.settings, config_lib.load_config(data.student_config))
     print(table(rows, suite.metrics))
