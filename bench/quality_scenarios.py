@@ -1,6 +1,6 @@
 """kd's failure scenarios (issue 11): what a user gets when the teacher cannot help.
 
-Two teachers that make fixed kd lose to its own baseline (issue 11): a *memorising* teacher
+The two teachers with which fixed kd lost to its baseline in issue 11: a *memorising* teacher
 (teacher.config's DCN trained 10 epochs on the student's rows, no early stopping: its soft
 labels on those rows repeat the clicks) and a *weak* one (a DCN on the student's own features
 for one epoch, below the student). For each dataset and seed the training table is split as
