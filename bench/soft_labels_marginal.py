@@ -92,7 +92,7 @@ def _child(kind: str, paths: dict, batch_size: int) -> dict:
         if kind == "read_predict":
             model.predict(columns.pop())
         rows += batch.num_rows
-        if kind == "predict" and rows >= _IN_MEMORY_ROWS:
+        if kind != "read_predict" and rows >= _IN_MEMORY_ROWS:
             break  # the rate needs no more; the columns of 3M rows would not fit beside the job
     if kind == "read_predict":
         return {"rows": rows, "seconds": time.monotonic() - started,
