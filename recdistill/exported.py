@@ -135,8 +135,9 @@ class ExportedModel:
         """Runs ``serving_default`` on one batch of raw columns.
 
         Args:
-          columns: column name -> 1-D array-like (numpy, pyarrow or list). Extra columns are
-            ignored; numbers are cast to the dtype the model expects.
+          columns: column name -> 1-D array-like (numpy, pyarrow or list), or a tensor of the
+            dtype the model expects (fed as it is). Extra columns are ignored; numbers are
+            cast to the dtype the model expects.
 
         Returns:
           Output name -> numpy array.
@@ -149,6 +150,9 @@ class ExportedModel:
         self.check_columns(columns)
         feed = {}
         for name, dtype in self.inputs.items():
+            if isinstance(columns[name], tf.Tensor) and columns[name].dtype == dtype:
+                feed[name] = columns[name]
+                continue
             values = np.asarray(columns[name])
             if dtype == tf.string:
                 if values.dtype.kind not in "OUS":

@@ -71,17 +71,16 @@ def _archive(model: keras.Model) -> keras.export.ExportArchive:
     input_specs = _input_specs(model.input_columns)
     example_spec = features_lib.example_spec(model.pipeline_config, model.input_columns)
 
-    def predict(features):
-        return _float32(model(features, training=False))
-
     @tf.function(input_signature=[input_specs])
     def serving_default(features):
-        return predict(features)
+        return _float32(model(features, training=False))
 
+    # Calls the traced serving function rather than the model: the model is traced (and its
+    # graph stored in the SavedModel) once for both endpoints, which halves the export's cost.
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                                 name=exported.EXAMPLES_INPUT)])
     def predict_examples(examples):
-        return predict(tf.io.parse_example(examples, example_spec))
+        return serving_default(tf.io.parse_example(examples, example_spec))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -26,7 +26,9 @@ import dataclasses
 import json
 import logging
 import os
+import queue
 import socket
+import threading
 import time
 from typing import Optional, Sequence
 
@@ -53,6 +55,8 @@ DEAD_LETTERS = "dead_letters"
 """The output of ReadShards and AttachSoftLabels with (ChunkKey, [Rejected]) per chunk."""
 
 _SHARD_NAME = "part-{shard:05d}-{chunk:05d}"
+#: Batches read ahead of the one being scored (see ``_read_ahead``).
+_READ_AHEAD = 1
 
 
 def _worker() -> str:
@@ -131,26 +135,77 @@ class _ReadShardFn(beam.DoFn):
         chunk = 0
         batches = splits.iter_batches(split, self._input_config, batch_size=self._batch_size,
                                       tolerate_bad_rows=self._tolerate, report=report)
-        for batch in batches:
+        for batch, bad_rows in _read_ahead(batches, report):
             key = ChunkKey(index, chunk, split.uri, split.start + good)
-            yield from self._dead_letters(key, report)
+            yield from self._dead_letters(key, bad_rows)
+            if batch is None:  # the bad rows after the last chunk
+                break
             yield CHUNKS, (key, batch)
             good += batch.num_rows
             chunk += 1
-        yield from self._dead_letters(ChunkKey(index, chunk, split.uri, split.start + good),
-                                      report)
         self._rows_read.inc(report.rows_read)
         self._shards_read.inc()
         yield READ_SUMMARIES, stats_lib.SoftLabelSummary(rows_read=report.rows_read)
 
     @staticmethod
-    def _dead_letters(key: ChunkKey, report: tables.ReadReport):
-        if report.bad_rows:
+    def _dead_letters(key: ChunkKey, bad_rows: list):
+        if bad_rows:
             rejected = [Rejected(r.uri, r.row, r.message(),
                                  {r.field: r.value} if r.field else {"row": r.value})
-                        for r in report.bad_rows]
-            report.bad_rows.clear()
+                        for r in bad_rows]
             yield DEAD_LETTERS, (key, rejected)
+
+
+def _read_ahead(batches, report: tables.ReadReport):
+    """Yields ``(batch, bad rows read with it)`` while a thread already reads the next batch,
+    then ``(None, bad rows after the last batch)``.
+
+    Parsing the next chunk (Arrow's reader, mostly outside the GIL) so overlaps the teacher
+    scoring this one (TensorFlow, outside the GIL) instead of waiting for it. The thread
+    takes each batch's bad rows from ``report`` itself, so no row is read on one thread and
+    cleared on the other; a read error is raised here, on the consumer's thread. At most
+    :data:`_READ_AHEAD` batches wait, so memory stays at a few batches.
+    """
+    ready = queue.Queue(maxsize=_READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read():
+        try:
+            for batch in batches:
+                if not put((batch, _take(report.bad_rows))):
+                    return
+            put((None, _take(report.bad_rows)))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(error)
+
+    reader = threading.Thread(target=read, name="soft-labels-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            if item[0] is None:
+                break
+    finally:
+        stop.set()  # a consumer that stops early (a failed step) releases the thread
+        reader.join()
+
+
+def _take(items: list) -> list:
+    taken = list(items)
+    items.clear()
+    return taken
 
 
 @beam.ptransform_fn

@@ -38,7 +38,11 @@ class KerasEvaluator:
         # training; each evaluation then reads it without checking it again.
         datasets.check_inputs(eval_uri, cfg, columns=model.input_columns,
                               labels=self.label_names, optional_fields=self._optional)
-        self._predict = tf.function(lambda features: model(features, training=False))
+        # One trace for every batch size (the last batch is shorter) and every evaluation.
+        specs = {name: tf.TensorSpec([None], dtype, name=name)
+                 for name, dtype in model.input_columns.items()}
+        self._predict = tf.function(lambda features: model(features, training=False),
+                                    input_signature=[specs])
 
     def __call__(self) -> dict:
         """``eval_auc`` / ``eval_logloss`` (and per-target copies) of the model's current weights."""

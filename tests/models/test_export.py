@@ -201,3 +201,29 @@ def test_an_output_without_its_logits_probs_twin_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"outputs \['logits'\] without their twin"):
         export_model(model, str(tmp_path / "export"), {})
     assert not (tmp_path / "export").exists()
+
+
+
+def test_both_endpoints_share_one_trace_of_the_model(tmp_path):
+    """predict_examples calls the traced serving function, so building the endpoints traces
+    the model once, not once per endpoint (saving walks it again, as TF does)."""
+    from recdistill.models import export
+
+    model = build_model(config.load_config(TEACHER))
+    want = {k: v.numpy() for k, v in model(_feed(model), training=False).items()}
+    traces = []
+    call = model.call
+
+    def counted(*args, **kwargs):
+        traces.append(tf.executing_eagerly())
+        return call(*args, **kwargs)
+
+    model.call = counted
+    archive = export._archive(model)
+    assert traces == [False]  # one graph trace for serving_default and predict_examples
+    archive.write_out(str(tmp_path / "export"), verbose=False)
+
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    examples = _serialize(_rows(["user_id", "age", "item_id", "privileged"]))
+    _check_outputs({k: v.numpy() for k, v in
+                    loaded.signatures["predict_examples"](examples=examples).items()}, want)

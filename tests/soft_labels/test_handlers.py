@@ -128,3 +128,35 @@ def test_handler_runs_in_beam_run_inference(teacher):
                | RunInference(handlers.TeacherModelHandler(teacher))
                | beam.Map(lambda r: [round(float(x), 4) for x in r.inference["logits"]]))
         assert_that(got, equal_to(want))
+
+
+def test_column_tensor_cuts_strings_out_of_the_arrow_buffers():
+    import tensorflow as tf
+
+    strings = pa.array(["ab", "", "ééx", "zzzzz", "q"])
+    cases = [strings, strings.slice(1, 3), strings.slice(5, 0),
+             strings.cast(pa.large_string()).slice(2),
+             pa.chunked_array([strings.slice(0, 2), strings.slice(3)])]
+    for column in cases:
+        tensor = handlers.column_tensor(column, tf.string)
+        assert isinstance(tensor, tf.Tensor) and tensor.dtype == tf.string
+        assert [v.decode() for v in tensor.numpy().tolist()] == column.to_pylist()
+    # Nulls and numbers take the numpy road; the model casts and checks those.
+    with_null = handlers.column_tensor(pa.array(["x", None]), tf.string)
+    assert isinstance(with_null, np.ndarray) and with_null.tolist() == ["x", None]
+    numbers = handlers.column_tensor(pa.array([1, 2, 3], pa.int64()), tf.float32)
+    assert isinstance(numbers, np.ndarray) and numbers.tolist() == [1, 2, 3]
+
+
+def test_predict_batch_on_a_sliced_batch_matches_predict_on_numpy_columns(model):
+    batch = _batch(9, 2).slice(3, 5)  # Arrow offsets not starting at 0
+    got = handlers.predict_batch(model, batch)
+    want = model.predict({name: batch.column(name).to_numpy(zero_copy_only=False)
+                          for name in model.inputs})
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    rows = batch.to_pydict()
+    np.testing.assert_allclose(got["logits"], expected_logits(rows["user_id"], rows["cate_id"],
+                                                              rows["price"]), rtol=1e-6,
+                               atol=1e-6)
