@@ -120,16 +120,26 @@ def s3_server_with_auth():
         yield url
 
 
-@pytest.fixture
-def s3_bucket(s3_server):
-    """A fresh, empty bucket on the S3 server, as ``s3://<name>``."""
+@pytest.fixture(scope="session")
+def new_s3_bucket(s3_server):
+    """Makes a fresh, empty bucket on the S3 server and returns it as ``s3://<name>``; for
+    module-scoped fixtures, which cannot use the per-test ``s3_bucket``."""
     import pyarrow.fs as pafs
 
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
-                      scheme="http", endpoint_override=s3_server.split("://", 1)[1],
-                      allow_bucket_creation=True).create_dir(name)
-    return f"s3://{name}"
+    def make() -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        pafs.S3FileSystem(access_key="testing", secret_key="testing", region="us-east-1",
+                          scheme="http", endpoint_override=s3_server.split("://", 1)[1],
+                          allow_bucket_creation=True).create_dir(name)
+        return f"s3://{name}"
+
+    return make
+
+
+@pytest.fixture
+def s3_bucket(new_s3_bucket):
+    """A fresh, empty bucket on the S3 server, as ``s3://<name>``."""
+    return new_s3_bucket()
 
 
 @pytest.fixture

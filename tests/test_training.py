@@ -88,11 +88,27 @@ def _restored_model(cfg, model_dir):
     return model
 
 
-def test_student_trains_logs_every_component_and_exports_what_it_predicts(data, tmp_path):
+@pytest.fixture(scope="module")
+def students(data, tmp_path_factory):
+    """The kd student and its no-kd baseline (the pipeline's: the raw rows in the same order),
+    each trained once for STEPS steps from the same init; several tests read them, none
+    writes into their folders."""
+    out = tmp_path_factory.mktemp("students")
+    runs = {}
+    for name in ("kd", "nokd"):
+        cfg = _config(data.student_config, log_step_count_steps=30)
+        if name == "nokd":
+            cfg = config_lib.without_kd(cfg)
+            cfg.train_input_path = data.train_path
+        tf.keras.utils.set_random_seed(0)
+        runs[name] = training.train(cfg, model_dir=str(out / name), num_steps=STEPS)
+    return runs
+
+
+def test_student_trains_logs_every_component_and_exports_what_it_predicts(data, students):
     cfg = _config(data.student_config, log_step_count_steps=30)
-    tf.keras.utils.set_random_seed(0)
-    model_dir = str(tmp_path / "student")
-    result = training.train(cfg, model_dir=model_dir, num_steps=STEPS)
+    result = students["kd"]
+    model_dir = os.path.dirname(result.export_dir)
 
     assert result.steps == STEPS
     events = training.read_scalars(model_dir)
@@ -142,16 +158,9 @@ def test_student_trains_logs_every_component_and_exports_what_it_predicts(data, 
     np.testing.assert_allclose(served["logits"], direct, rtol=1e-5, atol=1e-5)
 
 
-def test_kd_pulls_the_student_towards_the_teacher(data, tmp_path):
+def test_kd_pulls_the_student_towards_the_teacher(data, students):
     """Same init, same batches: with the kd block the student's logits track the soft label."""
-    runs = {}
-    for name, path in (("kd", data.student_config), ("nokd", data.student_config)):
-        cfg = _config(path)
-        if name == "nokd":  # the pipeline's baseline: no kd, the raw rows in the same order
-            cfg = config_lib.without_kd(cfg)
-            cfg.train_input_path = data.train_path
-        tf.keras.utils.set_random_seed(0)
-        runs[name] = training.train(cfg, model_dir=str(tmp_path / name), num_steps=STEPS)
+    runs = students
     cfg = _config(data.student_config)
     columns = _eval_columns(data, cfg)
     teacher = columns["kd_soft"]
@@ -185,9 +194,9 @@ def test_a_restarted_job_continues_from_the_last_checkpoint(data, tmp_path):
     assert os.path.basename(tf.train.latest_checkpoint(model_dir)) == "ckpt-160"
 
 
-def test_warm_start_begins_from_the_previous_export(data, tmp_path):
+def test_warm_start_begins_from_the_previous_export(data, students, tmp_path):
     cfg = _config(data.student_config)
-    yesterday = training.train(cfg, model_dir=str(tmp_path / "day1"), num_steps=STEPS)
+    yesterday = students["kd"]
     frozen = _config(data.student_config)
     frozen.train_config.optimizer_config[0].adam_optimizer.learning_rate \
         .constant_learning_rate.learning_rate = 1e-9
@@ -326,25 +335,22 @@ def test_no_end_is_refused_before_reading_data(data, tmp_path):
         training.train(cfg, model_dir=str(tmp_path / "endless"))
 
 
-def test_listwise_kd_trains_on_session_grouped_batches_and_pulls_order(data, tmp_path, caplog):
+def test_listwise_kd_trains_on_session_grouped_batches_and_pulls_order(data, students,
+                                                                        tmp_path, caplog):
     """A listwise kd block over user sessions: batches keep users whole, the loss is logged,
-    and the student's within-user order moves towards the teacher's."""
+    and the student's within-user order moves towards the teacher's (the no-kd baseline's
+    init and batches are the same)."""
     from recdistill.protos import pipeline_pb2
 
-    runs = {}
-    for name in ("listwise", "nokd"):
-        cfg = _config(data.student_config)
-        block = cfg.model_config.kd[0]
-        if name == "listwise":
-            block.loss_type = pipeline_pb2.LossType.Value("LISTWISE_DISTILL_LOSS")
-            block.listwise_distill_loss.session_name = "user_id"
-            block.loss_weight = 5.0
-        else:
-            cfg = config_lib.without_kd(cfg)
-            cfg.train_input_path = data.train_path
-        tf.keras.utils.set_random_seed(0)
-        with caplog.at_level("INFO"):
-            runs[name] = training.train(cfg, model_dir=str(tmp_path / name), num_steps=STEPS)
+    cfg = _config(data.student_config)
+    block = cfg.model_config.kd[0]
+    block.loss_type = pipeline_pb2.LossType.Value("LISTWISE_DISTILL_LOSS")
+    block.listwise_distill_loss.session_name = "user_id"
+    block.loss_weight = 5.0
+    tf.keras.utils.set_random_seed(0)
+    with caplog.at_level("INFO"):
+        listwise = training.train(cfg, model_dir=str(tmp_path / "listwise"), num_steps=STEPS)
+    runs = {"listwise": listwise, "nokd": students["nokd"]}
     assert "Session-grouped batches on 'user_id'" in caplog.text
     loss_name = "kd_loss_logits_kd_soft"
     assert np.isfinite(runs["listwise"].metrics[loss_name])

@@ -1,4 +1,10 @@
-"""`recdistill run`: the whole pipeline under kfp.local on the embedded sample, twice."""
+"""`recdistill run`: the whole pipeline under kfp.local, on two days.
+
+Day one runs the embedded sample on local disk. Day two runs as on a Kubeflow whose store is
+MinIO or S3 (moto on loopback): its tables, student config, reused teacher (day one's) and
+serving folder (holding day one's push) are on the store; kfp.local keeps its pipeline root
+on local disk (the closest it allows), every step reads and writes the store.
+"""
 
 import json
 import os
@@ -6,24 +12,43 @@ import os
 import pytest
 
 from pipelines import local_run
-from recdistill import exported
+from recdistill import exported, push
+from recdistill.data import filesystems, sample
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, new_s3_bucket):
     work = tmp_path_factory.mktemp("local")
     first = local_run.run_local(str(work), run_date="2026-11-27")
-    # Day two: the first push is now the champion; only an absolute bound, so it pushes again.
-    # A kd variant beside the configured student: two items in the sweep's ParallelFor.
-    second = local_run.run_local(str(work), thresholds='{"min_auc": 0.55}', run_date="2026-11-28",
+
+    # Day two moves to the S3 store: the sample's tables and student config, day one's teacher
+    # (reused, not retrained) and day one's serving folder, whose push is now the champion.
+    bucket = new_s3_bucket()
+    remote = {}
+    for name in (sample.TRAIN_FILE, sample.EVAL_FILE, sample.STUDENT_CONFIG):
+        remote[name] = filesystems.join(bucket, "in", name)
+        filesystems.copy_tree(str(work / "sample" / name), remote[name])
+    teacher = filesystems.join(bucket, "models", "teacher")
+    filesystems.copy_tree(exported.resolve_export(first.artifacts["prepare-teacher/teacher"]),
+                          teacher)
+    serving = filesystems.join(bucket, "serving")
+    for name in ("1", push.CHAMPION_FILE):
+        filesystems.copy_tree(str(work / "serving" / name), filesystems.join(serving, name))
+    # Only an absolute bound, so it pushes again. A kd variant beside the configured student:
+    # two items in the sweep's ParallelFor.
+    second = local_run.run_local(str(work / "day2"), student_config=remote[sample.STUDENT_CONFIG],
+                                 teacher_uri=teacher, train_data=remote[sample.TRAIN_FILE],
+                                 eval_data=remote[sample.EVAL_FILE],
+                                 thresholds='{"min_auc": 0.55}', num_steps=30,
+                                 run_date="2026-11-28", serving_dir=serving,
                                  kd_variants=[{"loss_weight": 0.5}])
-    return work, first, second
+    return work, first, second, teacher
 
 
 def test_first_run_trains_teacher_student_baseline_and_pushes_version_1(two_runs):
-    work, first, _ = two_runs
+    work, first, _, _ = two_runs
     models = first.metrics["models"]
     assert set(models) == {"student", "teacher", "baseline"}
     assert models["teacher"]["auc"] > models["student"]["auc"] > 0.6
@@ -36,24 +61,37 @@ def test_first_run_trains_teacher_student_baseline_and_pushes_version_1(two_runs
     assert os.path.exists(os.path.join(work, "serving", "1", "saved_model.pb"))
 
 
-def test_second_run_evaluates_against_the_champion_and_pushes_version_2(two_runs):
-    work, first, second = two_runs
+def test_second_run_on_s3_evaluates_against_the_champion_and_pushes_version_2(two_runs):
+    _, first, second, _ = two_runs
+    serving = second.serving_dir
+    assert serving.startswith("s3://")
+    assert second.metrics["blessed"] is True
     champion = second.metrics["models"]["champion"]
-    assert champion["uri"].rstrip("/").endswith(os.path.join("serving", "1"))
+    assert champion["uri"].rstrip("/") == filesystems.join(serving, "1")
     assert champion["auc"] == pytest.approx(first.metrics["models"]["student"]["auc"], abs=1e-6)
-    assert sorted(v for v in os.listdir(work / "serving") if v.isdigit()) == ["1", "2"]
-    pushed = exported.load_exported(str(work / "serving" / "2"))
+    assert second.metrics["models"]["student"]["auc"] > 0.55
+    assert push.list_versions(serving) == [1, 2]
+    pushed = exported.load_exported(filesystems.join(serving, "2"))
     assert "logits" in pushed.outputs
     assert "position" not in pushed.inputs and "kd_soft" not in pushed.inputs
 
 
+def test_second_run_copies_the_s3_teacher_instead_of_training_it(two_runs):
+    _, first, second, teacher = two_runs
+    copied = second.artifacts["prepare-teacher/teacher"]
+    assert exported.model_digest(copied) == exported.model_digest(teacher)
+    # The same export on the same eval rows: day one's teacher AUC, to the digit.
+    assert second.metrics["models"]["teacher"]["auc"] == pytest.approx(
+        first.metrics["models"]["teacher"]["auc"], abs=1e-6)
+
+
 def test_summary_names_every_artifact_and_the_serving_folder(two_runs):
-    _, _, second = two_runs
+    _, _, second, _ = two_runs
     text = local_run.format_summary(second)
     for name in ("prepare-teacher/teacher", "train-model/model", "evaluate/report"):
         assert name in text
     assert "kd gain (student - baseline)" in text and "champion" in text
-    assert "serving folder" in text and "1, 2" in text
+    assert f"serving folder {second.serving_dir}: 1, 2" in text
 
 
 def _logged(run, task, output):
@@ -65,7 +103,7 @@ def _logged(run, task, output):
 
 
 def test_metrics_artifacts_carry_training_soft_label_and_evaluation_scalars(two_runs):
-    _, first, _ = two_runs
+    _, first, _, _ = two_runs
     soft = _logged(first, "generate-soft-labels", "stats")
     assert soft["rows_read"] == soft["rows_written"] == _train_rows(first)
     assert soft["rows_rejected"] == 0
@@ -89,7 +127,7 @@ def _train_rows(run) -> int:
 
 
 def test_the_sweep_chooses_on_validation_rows_and_that_model_is_evaluated(two_runs):
-    _, first, second = two_runs
+    _, first, second, _ = two_runs
     for run, names in ((first, {"kd", "baseline"}), (second, {"kd", "kd_v1", "baseline"})):
         chosen = run.metrics["selection"]
         assert set(chosen["candidates"]) == names and chosen["chosen"] in names
@@ -106,7 +144,7 @@ def test_the_sweep_chooses_on_validation_rows_and_that_model_is_evaluated(two_ru
 
 
 def test_classification_metrics_hold_the_students_roc_and_confusion_matrix(two_runs):
-    work, first, _ = two_runs
+    work, first, _, _ = two_runs
     roc = _logged(first, "evaluate", "roc")
     points = roc["confidenceMetrics"]
     assert len(points) > 10
@@ -121,7 +159,7 @@ def test_classification_metrics_hold_the_students_roc_and_confusion_matrix(two_r
 
 
 def test_html_artifacts_are_the_reports(two_runs):
-    _, first, _ = two_runs
+    _, first, _, _ = two_runs
     for name in ("evaluate/report", "train-model-2/report"):
         path = first.artifacts[name]
         html = open(path if os.path.isfile(path) else os.path.join(path, "report.html")).read()
