@@ -1,6 +1,5 @@
 """bench/scale.py: the chain runs end to end at a tiny size, and its table says what it measured."""
 
-import importlib.util
 import json
 import math
 import os
@@ -8,15 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
-                      "scale.py")
+import bench_scripts
+
+SCRIPT = bench_scripts.path("scale")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_scripts.load("scale")
 
 
 def _result(seconds, rows_read, rss):

@@ -1,21 +1,18 @@
 """bench/gpu_check.py: says so and exits 0 without a GPU; its training runs work on any device."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
-                      "gpu_check.py")
+import bench_scripts
+
+SCRIPT = bench_scripts.path("gpu_check")
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_scripts.load("gpu_check")
 
 
 def test_without_a_gpu_it_says_so_and_exits_0():
