@@ -13,7 +13,7 @@ own subprocess, so that one step's memory cannot mask another's:
 * ``evaluate``: ``recdistill.evaluation.evaluate`` of the student, with the teacher, on ``eval/``.
 
 For every step and size it prints seconds per million rows the step read (timed inside the
-child, start-up of the interpreter excluded) and the child's peak RSS (``os.wait4``), then the
+child, start-up of the interpreter excluded) and the child's peak RSS (its ``VmHWM``), then the
 ratios 16M/1M. Goals (issue 13.4): per-row cost at the largest size within 1.25x of the
 smallest, peak RSS flat. A size's files are deleted before the next size is written.
 
@@ -145,15 +145,31 @@ def _child(step: str, args: list, out: str) -> None:
     started = time.perf_counter()
     result = function(*args)
     result["seconds"] = time.perf_counter() - started
+    result["peak_rss_mb"] = _peak_rss_mb()
     with open(out + ".tmp", "w") as f:
         json.dump(result, f)
     os.replace(out + ".tmp", out)
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set since its exec (``VmHWM``), in MB.
+
+    Not ``ru_maxrss`` (of the child, from ``os.wait4``, or its own): Linux carries the forked
+    copy's pre-exec peak into it, so a child started from a big parent (pytest with TF loaded)
+    would report the parent's size.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM: bench/scale.py measures memory on "
+                       "Linux only.")
+
+
 # ---------------------------------------------------------------- the parent
 def run_step(work: str, step: str, args: list) -> dict:
-    """Runs ``step`` in a fresh interpreter; returns its result plus ``peak_rss_mb``, the
-    child's own peak (``os.wait4``: not this process's, not an earlier step's)."""
+    """Runs ``step`` in a fresh interpreter; returns its result, with ``peak_rss_mb`` the
+    child's own peak (not this process's, not an earlier step's)."""
     out = os.path.join(work, f"{step}.json")
     log_path = os.path.join(work, f"{step}.log")
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -161,17 +177,14 @@ def run_step(work: str, step: str, args: list) -> dict:
         child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", step,
                                   json.dumps(args), out], stdout=log, stderr=subprocess.STDOUT,
                                  env=env)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
+        child.wait()
     if child.returncode != 0:
         with open(log_path) as log:
             tail = log.read()[-4000:]
         raise RuntimeError(f"bench/scale.py: step {step} {args} failed (exit "
                            f"{child.returncode}); the end of {log_path}:\n{tail}")
     with open(out) as f:
-        result = json.load(f)
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # KiB on Linux
-    return result
+        return json.load(f)
 
 
 def run_size(work: str, rows: int, *, shard_rows: int, batch_size: int, seed: int) -> dict:

@@ -5,6 +5,7 @@ import math
 import os
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import bench_scripts
@@ -56,6 +57,9 @@ def test_report_reads_sizes_saved_by_separate_runs(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_tiny_size_runs_every_step_in_its_own_process_and_deletes_its_files(tmp_path):
     work = str(tmp_path)
+    # A big parent, as pytest is once TensorFlow is loaded: a child's peak must not count the
+    # pre-exec copy of it (ru_maxrss does).
+    ballast = np.ones(64_000_000)  # 512 MB, touched
     curve = _module().main(["--sizes", "500", "--shard-rows", "250", "--batch-size", "100",
                             "--work", work, "--out", str(tmp_path / "scale.md")])
     steps = curve[500]
@@ -71,3 +75,4 @@ def test_a_tiny_size_runs_every_step_in_its_own_process_and_deletes_its_files(tm
     with open(os.path.join(work, "rows-500.json")) as f:
         assert json.load(f)["500"]["train"]["steps"] == 4
     assert "| soft_labels | " in (tmp_path / "scale.md").read_text()
+    assert ballast.sum() == ballast.size

@@ -22,16 +22,20 @@ def test_a_cross_fitted_run_scores_each_fold_with_the_teacher_that_left_it_out(t
                               teacher_config=data.teacher_config, train_data=data.train_path,
                               eval_data=data.eval_path, run_date="2026-11-27", num_steps=10,
                               cross_fit_folds=2)
+    cfg = config_lib.load_config(data.student_config)
     soft = run.artifacts["generate-soft-labels/soft_labels"]
     stats = json.loads(open(os.path.join(soft, "stats.json")).read())
-    assert stats["rows_written"] == 800 and stats["cross_fit"]["key"] == "user_id"
+    # The job labels the kd sweep's train part: the 800 training rows less the holdout's users.
+    train_part = tables.read_table(run.artifacts["prepare-sweep/train"], cfg.data_config,
+                                   fields=["user_id"], optional_fields=["kd_soft"])
+    assert 600 < stats["rows_written"] == train_part.num_rows < 800
+    assert stats["cross_fit"]["key"] == "user_id"
     teachers = [exported.load_exported(uri) for uri in stats["cross_fit"]["teachers"]]
     assert sorted(t.metadata["cross_fit"]["excluded_fold"] for t in teachers) == [0, 1]
     assert all(t.metadata["cross_fit"] == {"key": "user_id", "num_folds": 2,
                                            "excluded_fold": t.metadata["cross_fit"][
                                                "excluded_fold"]} for t in teachers)
     # Each row's soft label is the logit of the fold teacher that never read its fold.
-    cfg = config_lib.load_config(data.student_config)
     table = tables.read_table(soft, cfg.data_config)
     fold = folds.buckets(table.column("user_id"), 2, salt=folds.FOLD_SALT)
     columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
