@@ -116,7 +116,7 @@ POINTWISE_SETTINGS = (
 POINTWISE_CE = "CE (pointwise)"
 RANKING_SETTINGS = (Setting(POINTWISE_CE),) + tuple(
     Setting(f"CE + {name}", ranking=ranking)
-    for name, ranking in (*quality_ranking.RANKING_LOSSES, quality_ranking.BATCH_LOGISTIC))
+    for name, ranking in (*quality_ranking.RANKING_LOSSES, *quality_ranking.BATCH_LOGISTIC))
 RANKING_ALONE_SETTINGS = (Setting(POINTWISE_CE),) + tuple(
     Setting(name, ranking=ranking, pointwise=False)
     for name, ranking in quality_ranking.RANKING_LOSSES)
