@@ -18,9 +18,11 @@ ignores the extra files inside a version. A reader must never see half a version
 
 Either way ``recdistill_push.json`` (version, source, digest, metrics, time) is written last and
 is the completion marker: :func:`list_versions` and :func:`champion_from` ignore a version
-without it. Before the marker is written the pushed copy is loaded and must predict the same as
-the source on a few rows (NaN-aware; a model predicting NaN is refused before anything is
-written, even with ``force``).
+without it. Before the marker is written the pushed copy must have the source's digest (its
+graph, variables and assets byte for byte). A blessed model was scored by the evaluation that
+names its digest, which refuses NaN/inf predictions, so pushing it needs no TensorFlow; a
+forced push of a model no evaluation vouches for loads it and refuses NaN/inf outputs on a few
+probe rows before anything is written.
 
 Concurrent pushers (pipeline retries, two runs) each get their own version: a pusher writes a
 claim ``.claims/<v>.<owner>.json`` and then lists the claims; it keeps ``v`` only if no other
@@ -224,38 +226,38 @@ def _probe_columns(model: exported.ExportedModel) -> dict:
     return columns
 
 
-def _probe_outputs(model: exported.ExportedModel) -> dict:
-    """The model's outputs on the probe rows; a NaN/inf output refuses the model.
+def _probe(model: exported.ExportedModel, uri: str) -> dict:
+    """Refuses a model with a NaN/inf output on the probe rows; returns its metadata.
 
     Raises:
       ValueError: an output is not finite (a NaN model is never pushed, ``force`` or not).
     """
-    outputs = model.predict(_probe_columns(model))
-    for name, values in outputs.items():
+    for name, values in model.predict(_probe_columns(model)).items():
         values = np.asarray(values)
         if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
             raise ValueError(
-                f"{model.uri}: the model predicts non-finite {name!r} ({values.ravel()[:4]}) on "
+                f"{uri}: the model predicts non-finite {name!r} ({values.ravel()[:4]}) on "
                 f"{_PROBE_ROWS} probe rows, so it is not pushed (force does not override "
                 "this). Its weights are NaN/inf: retrain it after checking the training data "
                 "for NaN/inf values.")
-    return outputs
+    return model.metadata
 
 
-def _verify(source: exported.ExportedModel, expected: dict, pushed_uri: str) -> None:
-    """Loads the pushed copy and checks it predicts ``expected``, the source's probe outputs.
+def _verify(digest: str, pushed_uri: str) -> None:
+    """Checks that the pushed copy's graph, variables and assets are the source's, byte for byte.
+
+    A digest, not a reload: a byte-identical copy predicts what the source predicts, and the
+    check needs no TensorFlow (the push step of a pipeline then never imports it).
 
     Raises:
-      OSError: the copy predicts differently (the storage did not keep the files intact).
+      OSError: the copy differs (the storage did not keep the files intact).
     """
-    actual = exported.load_exported(pushed_uri).predict(_probe_columns(source))
-    for name, values in expected.items():
-        if name not in actual or not np.allclose(values, actual[name], rtol=1e-5, atol=1e-6,
-                                                 equal_nan=True):
-            raise OSError(f"{pushed_uri}: the pushed copy predicts {name!r} differently from "
-                          f"{source.uri} ({actual.get(name)} vs {values}). Nothing was "
-                          "published; check the destination storage and push again.")
-    logger.info("verified %s: same outputs as the source on %d rows", pushed_uri, _PROBE_ROWS)
+    copied = exported.model_digest(pushed_uri)
+    if copied != digest:
+        raise OSError(f"{pushed_uri}: the pushed copy's files differ from the source's (digest "
+                      f"{copied} vs {digest}). Nothing was published; check the destination "
+                      "storage and push again.")
+    logger.info("verified %s: the same model files as the source (%s)", pushed_uri, digest)
 
 
 def _consistent_verdict(result: dict, uri: str) -> str | None:
@@ -462,28 +464,34 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
       model (same digest), nothing is written and that version is returned (``unchanged``).
 
     Raises:
-      ValueError: a malformed or unwritable destination, keep < 1, a model without
-        ``serving_default``, a model predicting NaN/inf, or an unreadable evaluation.
+      ValueError: a malformed or unwritable destination, keep < 1, an unreadable evaluation,
+        or (forced without a blessing) a model without ``serving_default`` or predicting
+        NaN/inf.
       FileNotFoundError: no saved_model.pb at ``model_uri``, or no metrics.json in
         ``evaluation_dir``.
-      OSError: the pushed copy predicts differently (it is removed, nothing published), or no
-        version could be claimed.
+      OSError: the pushed copy's files differ from the source's (it is removed, nothing
+        published), or no version could be claimed.
     """
     destination = check_destination(destination)
     if keep is not None and keep < 1:
         raise ValueError(f"keep must be >= 1 (versions to keep), got {keep}.")
-    source = exported.load_exported(model_uri)
-    source_uri = source.uri
-    expected = _probe_outputs(source)
-    digest = exported.model_digest(source.local_path)
+    source_uri = exported.resolve_export(model_uri)
+    local_source = filesystems.localize(source_uri)
+    digest = exported.model_digest(local_source)
     blessed, student_metrics, reason = _verdict(evaluation_dir, digest)
     if not blessed and not force:
         logger.warning("not pushing %s: %s. Pass force=True (--force) to push anyway.",
                        source_uri, reason)
         return PushResult(False, f"not pushed: {reason}", None, None, destination, source_uri,
                           blessed, False, [], {})
-    if not blessed:
+    if blessed:
+        # The evaluation scored these very files through serving_default, and its metrics
+        # refuse non-finite predictions: the model loads and predicts numbers (no TF needed).
+        model_metadata = exported.read_metadata(local_source)
+    else:
         logger.warning("force-pushing %s although %s", source_uri, reason)
+        # Nothing vouches for the model: load it here (serving_default, no NaN/inf outputs).
+        model_metadata = _probe(exported.load_exported(local_source), source_uri)
     _check_writable(destination)
     owner = uuid.uuid4().hex
     held = _latest_holding(destination, digest)
@@ -506,12 +514,12 @@ def push_model(model_uri: str, destination: str, *, evaluation_dir: str | None =
         "version": version, "source": source_uri, "destination": destination,
         DIGEST_KEY: digest, "evaluation_dir": evaluation_dir, "blessed": blessed,
         "forced": not blessed, "metrics": student_metrics,
-        "model_class": source.metadata.get("model_class"),
+        "model_class": model_metadata.get("model_class"),
         "pushed_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     try:
-        copied = _copy_files(source.local_path, staging)
-        _verify(source, expected, staging)
+        copied = _copy_files(local_source, staging)
+        _verify(digest, staging)
         json_files.write_json(filesystems.join(staging, PUSH_METADATA_FILE), metadata)
         if staging != final:
             os.rename(staging, final)

@@ -176,24 +176,33 @@ def test_a_hand_written_blessing_is_refused_unless_forced(toy, tmp_path):
     assert forced.pushed and forced.forced and forced.version == 1
 
 
-def test_a_copy_that_predicts_differently_is_caught(toy, tmp_path):
+def test_a_copy_whose_files_differ_is_caught(toy, tmp_path):
     # What _verify guards against: the pushed files not being the model that was evaluated.
-    source = exported.load_exported(toy["model"])
-    expected = push._probe_outputs(source)
-    other = toy_models.save_linear(tmp_path / "other", 0.5)
-    with pytest.raises(OSError, match=r"predicts '(logits|probs)' differently"):
-        push._verify(source, expected, exported.export_dir(other))
-    push._verify(source, expected, exported.export_dir(toy["model"]))  # the same model passes
+    digest = exported.model_digest(toy["model"])
+    copy = tmp_path / "copy"
+    shutil.copytree(exported.export_dir(toy["model"]), copy)
+    push._verify(digest, str(copy))  # a faithful copy passes
+    index = next((copy / "variables").glob("*.data-*"))
+    data = bytearray(index.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the weights
+    index.write_bytes(bytes(data))
+    with pytest.raises(OSError, match=r"copy's files differ from the source's \(digest sha256:"):
+        push._verify(digest, str(copy))
 
 
-def test_verify_compares_nan_as_equal(toy, tmp_path):
-    nan_export = exported.export_dir(toy_models.save_linear(tmp_path / "nan", float("nan")))
-    source = exported.load_exported(nan_export)
-    expected = source.predict(push._probe_columns(source))
-    assert np.isnan(expected["probs"]).all()
-    push._verify(source, expected, nan_export)  # NaN == NaN: the copy is the same
-    with pytest.raises(OSError, match="differently"):  # NaN vs numbers is not
-        push._verify(source, expected, exported.export_dir(toy["model"]))
+def test_a_blessed_push_does_not_import_tensorflow(toy, tmp_path):
+    # The evaluation vouches for the model, so the pipeline's push step needs no TF (~7 CPU s).
+    code = ("import sys\n"
+            "from recdistill import push\n"
+            "result = push.push_model(sys.argv[1], sys.argv[2], evaluation_dir=sys.argv[3])\n"
+            "assert result.version == 1, result\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n")
+    out = subprocess.run([sys.executable, "-c", code, toy["model"], str(tmp_path / "serving"),
+                          toy["blessed"]], cwd=REPO, env=dict(os.environ), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert_same_predictions(str(tmp_path / "serving" / "1"), toy["table"])
 
 
 def test_a_nan_model_is_refused_even_when_forced(toy, tmp_path):
