@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from soft_label_helpers import student_config
 from recdistill import config as config_lib
-from recdistill.data import csv_format, formats, tables, tfrecord_format
+from recdistill.data import csv_format, filesystems, formats, tables, tfrecord_format
 from recdistill.data import schema as schema_lib
 from recdistill.data.bad_rows import BadRowPolicy
 from recdistill.soft_labels import splits
@@ -217,3 +217,21 @@ def test_a_tfrecord_file_that_cannot_be_walked_is_read_whole(tmp_path, caplog):
     assert "gzip-compressed" in caplog.text
     with pytest.raises(tables.DataError, match="cut.tfrecord"):  # the reader names the file
         _read(str(tmp_path / "cut.tfrecord"), cfg, 1)
+
+
+@pytest.mark.parametrize("store", ["s3_bucket", "gcs_bucket"])
+def test_ranges_of_a_file_on_an_object_store_are_read_by_ranged_reads(tmp_path, request, store):
+    bucket = request.getfixturevalue(store)
+    lines = [_line(i) for i in range(9)]
+    lines[5] = _line(5, price="cheap")
+    local_csv = _csv(tmp_path, lines)
+    local_tfrecord = _tfrecord(tmp_path, [_example(i) for i in range(9)])
+    for local, input_type in ((local_csv, "CSVInput"), (local_tfrecord, "TFRecordInput")):
+        remote = f"{bucket}/in/{local.rsplit('/', 1)[-1]}"
+        filesystems.copy_tree(local, remote)
+        cfg = _config(input_type)
+        units, rows, bad = _read(remote, cfg, rows_per_split=4)
+        local_units, local_rows, local_bad = _read(local, cfg, rows_per_split=4)
+        assert [u.byte_range for u in units] == [u.byte_range for u in local_units]
+        assert len(units) == 3 and rows == local_rows
+        assert bad == [(remote, r, f, v) for _, r, f, v in local_bad]
