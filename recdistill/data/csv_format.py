@@ -31,7 +31,7 @@ _Config = pipeline_pb2.DatasetConfig
 _GZIP_MAGIC = b"\x1f\x8b"
 _HEAD_BYTES = 1 << 16
 _BLOCK_BYTES = 1 << 20
-_PLAN_BLOCK_BYTES = 8 << 20  # read per step of the line count that plans ranges
+_PLAN_BLOCK_BYTES = 1 << 20  # read per step of the line count that plans ranges
 _SEEK_BYTES = 1 << 12  # read per step looking for the next line start
 _NEWLINE = ord("\n")
 _QUOTE = ord('"')
@@ -128,20 +128,24 @@ def plan_ranges(uri: str, data_config: _Config,
     be found so: it is gzip-compressed (a stream cannot be entered in the middle), or it
     holds a quote character the parser may take literally, an unclosed quote, or a lone
     carriage return (a line end to the parser). A file of at most ``rows_per_split`` rows (or
-    empty) is one range: none and no reason.
+    empty) is one range: none and no reason; so is one whose first MiB's rows project to at
+    most that many (a folder of small shards costs the launcher a MiB each, not a pass).
     """
     if uri.endswith(".gz"):
         return [], "gzip-compressed (a gzip stream cannot be entered in the middle)"
     rows = _RowEnds(data_config.separator, rows_per_split)
     carry = b""
     with filesystems.open_input(uri) as f:
+        size = f.size()
         while data := f.read(_PLAN_BLOCK_BYTES):
             block = carry + data
             end = block.rfind(b"\n") + 1  # whole lines only: no quote run spans two blocks
             carry = block[end:]
             if end and not rows.add(block[:end]):
                 return [], rows.problem
-        if carry and not rows.add(carry, last=True):
+            if formats.few_rows(rows.rows, f.tell(), size, rows_per_split):
+                return [], ""
+        if carry and not rows.add(carry):
             return [], rows.problem
     if rows.quoted:
         return [], "has a quoted value that is never closed"
@@ -158,54 +162,53 @@ class _RowEnds:
     """The row count of :func:`plan_ranges`, fed whole lines a block at a time."""
 
     def __init__(self, separator: str, rows_per_split: int):
-        self._bounds = np.frombuffer((separator + "\r\n").encode(), dtype=np.uint8)
+        self._bound = np.zeros(256, dtype=bool)  # byte -> whether it ends or separates values
+        self._bound[np.frombuffer((separator + "\r\n").encode(), dtype=np.uint8)] = True
         self._per_split = rows_per_split
         self.starts = [0]  # the byte where each range starts: a row start
         self.size = 0  # bytes fed
         self.quoted = False  # inside a quoted value at the end of what was fed
         self.problem = ""
-        self._rows = 0  # row ends fed
+        self.rows = 0  # row ends fed
 
-    def add(self, block: bytes, last: bool = False) -> bool:
-        """Counts the row ends of ``block`` (whole lines unless ``last``); False (and
-        ``problem`` set) when they cannot be told from its bytes."""
+    def add(self, block: bytes) -> bool:
+        """Counts the row ends of ``block`` (whole lines, but for the file's last); False
+        (and ``problem`` set) when they cannot be told from its bytes."""
         if block.count(b"\r") != block.count(b"\r\n"):
             self.problem = "has a carriage return that does not end a CRLF line end"
             return False
-        data = np.frombuffer(block, dtype=np.uint8)
-        quotes = np.flatnonzero(data == _QUOTE)
-        if not self._quotes_parse(data, quotes, last):
+        # A line end before and after the block: what precedes it, and the end of the file.
+        data = np.frombuffer(b"\n" + block + b"\n", dtype=np.uint8)
+        quotes = np.flatnonzero(data == _QUOTE)  # positions in data: the block's + 1
+        if len(quotes) and not self._quotes_parse(data, quotes):
             return False
-        newlines = np.flatnonzero(data == _NEWLINE)
-        outside = (np.searchsorted(quotes, newlines) + self.quoted) % 2 == 0
-        ends = newlines[outside]
+        newlines = np.flatnonzero(data[1:-1] == _NEWLINE) + 1
+        outside = (np.searchsorted(quotes, newlines) + self.quoted) & 1 == 0
+        ends = newlines[outside] - 1
         cut = len(self.starts) * self._per_split  # the row (0-based) the next range starts with
-        while cut - self._rows <= len(ends):  # row `cut` starts after the cut-th row end
-            self.starts.append(self.size + int(ends[cut - self._rows - 1]) + 1)
+        while cut - self.rows <= len(ends):  # row `cut` starts after the cut-th row end
+            self.starts.append(self.size + int(ends[cut - self.rows - 1]) + 1)
             cut += self._per_split
-        self._rows += len(ends)
+        self.rows += len(ends)
         self.size += len(block)
         self.quoted = bool((self.quoted + len(quotes)) % 2)
         return True
 
-    def _quotes_parse(self, data: np.ndarray, quotes: np.ndarray, last: bool) -> bool:
+    def _quotes_parse(self, data: np.ndarray, quotes: np.ndarray) -> bool:
         """Whether each run of quote characters is where the parser reads it as quoting: one
         that starts outside a value's quotes follows a separator or line start, one that
         ends outside them precedes a separator or line end."""
-        if not len(quotes):
-            return True
-        first = np.flatnonzero(np.diff(quotes, prepend=-2) > 1)  # index of each run's first
-        length = np.diff(first, append=len(quotes))
-        start, stop = quotes[first], quotes[first] + length  # each run's bytes
-        before = (first + self.quoted) % 2 == 0  # the run starts outside quotes
-        after = (first + length + self.quoted) % 2 == 0  # ...ends outside them
-        previous = np.where(start > 0, data[np.maximum(start - 1, 0)], _NEWLINE)
-        following = np.where(stop < len(data), data[np.minimum(stop, len(data) - 1)],
-                             _NEWLINE if last else -1)
-        wrong = ((before & ~np.isin(previous, self._bounds))
-                 | (after & ~np.isin(following, self._bounds)))
+        new_run = np.empty(len(quotes), dtype=bool)
+        new_run[0] = True
+        np.greater(np.diff(quotes), 1, out=new_run[1:])
+        first = np.flatnonzero(new_run)  # index in quotes of each run's first
+        end = np.append(first[1:], len(quotes))  # ...and of the quote after its last
+        before = (first + self.quoted) & 1 == 0  # the run starts outside quotes
+        after = (end + self.quoted) & 1 == 0  # ...ends outside them
+        wrong = ((before & ~self._bound[data[quotes[first] - 1]])
+                 | (after & ~self._bound[data[quotes[end - 1] + 1]]))
         if wrong.any():
-            at = self.size + int(start[np.argmax(wrong)])
+            at = self.size + int(quotes[first[np.argmax(wrong)]]) - 1
             self.problem = (f"has a quote character the CSV parser may read literally (at byte "
                             f"{at}), so its row ends are not known before parsing")
             return False

@@ -17,9 +17,9 @@ A format module (``csv_format``, ``parquet_format``, ``tfrecord_format``) provid
   user whose needed column is missing (CSV without a header matches columns by position).
 
 CSV and TFRecord also cut one file into byte ranges that workers read in parallel:
-``plan_ranges(uri, data_config, rows_per_split)`` (the ranges, or none and why the file is read whole) and
-``read_range(uri, data_config, schema, policy, optional, byte_range)`` (``read`` of one range,
-rows numbered as in the whole file).
+``plan_ranges(uri, data_config, rows_per_split)`` (the ranges, or none and why the file is
+read whole) and ``read_range(uri, data_config, schema, policy, optional, byte_range)``
+(``read`` of one range, rows numbered as in the whole file).
 
 This module imports only ``recdistill.protos`` (``config`` imports it); the format modules are
 imported on first use.
@@ -70,6 +70,18 @@ class ByteRange(NamedTuple):
     start: int
     stop: int
     rows_before: int
+
+
+#: Bytes of a file a range planner reads before it may judge the file too small to cut.
+ESTIMATE_BYTES = 1 << 20
+
+
+def few_rows(rows: int, read: int, size: int, rows_per_split: int) -> bool:
+    """Whether ``rows`` rows in the first ``read`` bytes of a file of ``size`` bytes project
+    to at most ``rows_per_split`` rows in all, judged once ``ESTIMATE_BYTES`` are read: then
+    the file is not worth a planning pass to its end (a folder of small shards costs the
+    launcher a MiB each). A wrong guess only leaves a file whole, never misreads it."""
+    return ESTIMATE_BYTES <= read < size and rows * size <= rows_per_split * read
 
 
 CSV = Format("csv", ".csv", (_Config.CSVInput, _Config.CSVInputV2, _Config.CSVInputEx),

@@ -45,7 +45,7 @@ _READ_CHUNK_ROWS = 8192
 # A record: its payload's length (uint64), the length's CRC (uint32), the payload, its CRC.
 _HEADER = struct.Struct("<QI")
 _FOOTER_BYTES = 4
-_PLAN_BLOCK_BYTES = 8 << 20  # read per step of the header walk that plans ranges
+_PLAN_BLOCK_BYTES = 1 << 20  # read per step of the header walk that plans ranges
 # How each field type is stored in a tf.Example.
 _KINDS = {
     _Config.INT32: schema_pb2.INT,
@@ -88,7 +88,8 @@ def plan_ranges(uri: str, data_config: _Config,
     reads). A file is read whole, and the reason returned (ranges empty), when it is
     gzip-compressed (a stream cannot be entered in the middle) or its framing does not
     add up to its size (its reader then names the problem). A file of at most
-    ``rows_per_split`` records (or empty) is one range: none and no reason. ``data_config``
+    ``rows_per_split`` records (or empty) is one range: none and no reason; so is one whose
+    first MiB's records project to at most that many (``formats.few_rows``). ``data_config``
     changes nothing (CSV's needs its separator).
     """
     del data_config
@@ -102,6 +103,8 @@ def plan_ranges(uri: str, data_config: _Config,
         while position < size:
             at = position - block_start
             if at + _HEADER.size > len(block):  # the header is not in the block: read on
+                if formats.few_rows(records, position, size, rows_per_split):
+                    return [], ""
                 f.seek(position)
                 block, block_start, at = f.read(_PLAN_BLOCK_BYTES), position, 0
                 if len(block) < _HEADER.size:

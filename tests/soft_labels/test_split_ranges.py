@@ -235,3 +235,12 @@ def test_ranges_of_a_file_on_an_object_store_are_read_by_ranged_reads(tmp_path, 
         assert [u.byte_range for u in units] == [u.byte_range for u in local_units]
         assert len(units) == 3 and rows == local_rows
         assert bad == [(remote, r, f, v) for _, r, f, v in local_bad]
+
+
+def test_a_file_whose_first_mib_projects_few_rows_is_not_passed_over(tmp_path):
+    cfg = _config()
+    long_lines = [_line(i).replace(f"u{i},", f"u{i}{'x' * 1000},") for i in range(1100)]
+    path = _csv(tmp_path, long_lines + [_line(i) for i in range(30_000)])  # ~1.1 + ~1.3 MB
+    assert csv_format.plan_ranges(path, cfg, 20_000) == ([], "")  # ~2,300 rows projected
+    ranges, _ = csv_format.plan_ranges(path, cfg, 1_000)  # ~2,300 > 1,000: the whole pass
+    assert len(ranges) == 32 and ranges[-1].rows_before == 31_000
