@@ -49,9 +49,10 @@ _STREAM_ROWS = 8192
 class Split:
     """Rows ``[start, stop)`` of one input file (0-based; ``stop`` None: to its end).
 
-    Rows are counted as the file's reader numbers them: lines for CSV (header and blank
-    lines included), records for TFRecord and Parquet. A CSV or TFRecord range also has the
-    bytes its rows start in (``byte_range``); a Parquet range is read by row groups.
+    Rows are the file's records, or the lines of a CSV file less its header (what numbers
+    an unscorable row, as for a whole file). A CSV or TFRecord range also has the bytes its
+    rows start in (``byte_range``: its ``rows_before`` counts as the reader numbers rows,
+    a CSV header included); a Parquet range is read by row groups.
     """
 
     uri: str
@@ -73,6 +74,7 @@ def plan_splits(uris: Sequence[str], data_config: _Config,
         raise ValueError(f"rows_per_split must be >= 1, got {rows_per_split}. Use "
                          f"{DEFAULT_ROWS_PER_SPLIT}.")
     fmt = formats.of(data_config)
+    header = 1 if fmt is formats.CSV and data_config.with_header else 0
     splits, whole = [], {}
     for uri in uris:
         if fmt is formats.PARQUET:
@@ -81,9 +83,9 @@ def plan_splits(uris: Sequence[str], data_config: _Config,
         ranges, why = fmt.module.plan_ranges(uri, data_config, rows_per_split)
         if why:
             whole.setdefault(why, []).append(uri)
-        stops = [r.rows_before for r in ranges[1:]] + [None]
-        splits += ([Split(uri, r.rows_before, stop, r) for r, stop in zip(ranges, stops)]
-                   or [Split(uri)])
+        rows = [max(r.rows_before - header, 0) for r in ranges]
+        splits += ([Split(uri, start, stop, r)
+                    for r, start, stop in zip(ranges, rows, rows[1:] + [None])] or [Split(uri)])
     for why, uris in whole.items():
         logger.info("Soft labels: %d %s file(s) read whole, each by one worker: %s (%s%s)",
                     len(uris), fmt.name, why, uris[0],

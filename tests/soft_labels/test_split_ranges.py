@@ -74,8 +74,9 @@ def test_csv_ranges_read_what_the_whole_file_gives(tmp_path, monkeypatch, header
     path = _csv(tmp_path, lines, header=header, end=end, last_end=last_end)
     cfg = _config(header=header)
     units, rows, bad = _read(path, cfg, rows_per_split=4)
-    assert [(u.start, u.stop) for u in units] == [(0, 4), (4, 8), (8, None)]
-    assert all(u.byte_range.rows_before == u.start for u in units)
+    assert [u.byte_range.rows_before for u in units] == [0, 4, 8]  # lines, header included
+    assert [(u.start, u.stop) for u in units] == (  # data rows: a header is not one
+        [(0, 3), (3, 7), (7, None)] if header else [(0, 4), (4, 8), (8, None)])
     data = open(path, "rb").read()
     assert all(u.byte_range.start == 0 or data[u.byte_range.start - 1:u.byte_range.start] == b"\n"
                for u in units)  # each range starts at a line start
