@@ -86,10 +86,10 @@ def plan_splits(uris: Sequence[str], data_config: _Config,
         rows = [max(r.rows_before - header, 0) for r in ranges]
         splits += ([Split(uri, start, stop, r)
                     for r, start, stop in zip(ranges, rows, rows[1:] + [None])] or [Split(uri)])
-    for why, uris in whole.items():
+    for why, files in whole.items():
         logger.info("Soft labels: %d %s file(s) read whole, each by one worker: %s (%s%s)",
-                    len(uris), fmt.name, why, uris[0],
-                    f" and {len(uris) - 1} more" if len(uris) > 1 else "")
+                    len(files), fmt.name, why, files[0],
+                    f" and {len(files) - 1} more" if len(files) > 1 else "")
     return splits
 
 
