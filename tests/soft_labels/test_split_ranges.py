@@ -245,3 +245,11 @@ def test_a_file_whose_first_mib_projects_few_rows_is_not_passed_over(tmp_path):
     assert csv_format.plan_ranges(path, cfg, 20_000) == ([], "")  # ~2,300 rows projected
     ranges, _ = csv_format.plan_ranges(path, cfg, 1_000)  # ~2,300 > 1,000: the whole pass
     assert len(ranges) == 32 and ranges[-1].rows_before == 31_000
+
+
+def test_a_tfrecord_file_whose_first_mib_projects_few_records_is_not_walked_on(tmp_path):
+    cfg = _config("TFRecordInput")
+    path = _tfrecord(tmp_path, [b"x" * 120_000] * 10 + [b"y" * 100] * 5000)  # 1.2 + 0.6 MB
+    assert tfrecord_format.plan_ranges(path, cfg, 1000) == ([], "")  # ~15 records projected
+    ranges, _ = tfrecord_format.plan_ranges(path, cfg, 10)  # ~15 > 10: the whole walk
+    assert len(ranges) == 501 and ranges[-1].rows_before == 5000
