@@ -16,6 +16,11 @@ A format module (``csv_format``, ``parquet_format``, ``tfrecord_format``) provid
 - ``file_columns(uri, data_config, optional)``: the columns a file holds, and a note for a
   user whose needed column is missing (CSV without a header matches columns by position).
 
+CSV and TFRecord also cut one file into byte ranges that workers read in parallel:
+``plan_ranges(uri, data_config, rows_per_split)`` (the ranges, or none and why the file is
+read whole) and ``read_range(uri, data_config, schema, policy, optional, byte_range)``
+(``read`` of one range, rows numbered as in the whole file).
+
 This module imports only ``recdistill.protos`` (``config`` imports it); the format modules are
 imported on first use.
 """
@@ -23,6 +28,7 @@ imported on first use.
 import dataclasses
 import importlib
 from types import ModuleType
+from typing import NamedTuple
 
 from recdistill.protos import pipeline_pb2
 
@@ -48,6 +54,34 @@ class Format:
     @property
     def module(self) -> ModuleType:
         return importlib.import_module(self.module_name)
+
+
+class ByteRange(NamedTuple):
+    """Bytes ``[start, stop)`` of one file: the rows that start in them, a unit of parallel
+    reading.
+
+    Attributes:
+        start: first byte.
+        stop: byte after the last.
+        rows_before: the file's rows before the range's first one (lines for CSV, header
+            included; records for TFRecord), so rows keep their numbers in the file.
+    """
+
+    start: int
+    stop: int
+    rows_before: int
+
+
+#: Bytes of a file a range planner reads before it may judge the file too small to cut.
+ESTIMATE_BYTES = 1 << 20
+
+
+def few_rows(rows: int, read: int, size: int, rows_per_split: int) -> bool:
+    """Whether ``rows`` rows in the first ``read`` bytes of a file of ``size`` bytes project
+    to at most ``rows_per_split`` rows in all, judged once ``ESTIMATE_BYTES`` are read: then
+    the file is not worth a planning pass to its end (a folder of small shards costs the
+    launcher a MiB each). A wrong guess only leaves a file whole, never misreads it."""
+    return ESTIMATE_BYTES <= read < size and rows * size <= rows_per_split * read
 
 
 CSV = Format("csv", ".csv", (_Config.CSVInput, _Config.CSVInputV2, _Config.CSVInputEx),

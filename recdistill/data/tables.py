@@ -95,19 +95,22 @@ def iter_batches(
     max_bad_rows_fraction: float = 0.0,
     report: ReadReport | None = None,
     optional_fields: Iterable[str] = (),
+    byte_range: formats.ByteRange | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Streams the data under ``uri`` as record batches of exactly ``batch_size`` rows.
 
     The last batch may be shorter. Memory is bounded by the batch size and a read block,
     not by the file size. Arguments and errors are those of ``read_table``; the bad-row
-    fraction is checked once the input is exhausted.
+    fraction is checked once the input is exhausted. With ``byte_range`` (CSV and
+    TFRecord, from the format module's ``plan_ranges``), only the rows of the one file
+    ``uri`` that start in that range are read, numbered as in the whole file.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0, got {batch_size}.")
     report = report if report is not None else ReadReport()
     schema = schema_lib.for_fields(data_config, fields)
     batches = (n.batch for n in _read_all(uri, data_config, schema, max_bad_rows_fraction,
-                                          report, optional_fields))
+                                          report, optional_fields, byte_range))
     yield from _rebatch(batches, batch_size, schema)
 
 
@@ -166,14 +169,18 @@ def write_table(
     return uri
 
 
-def _read_all(uri, data_config, schema, max_fraction, report,
-              optional_fields: Iterable[str]) -> Iterator[schema_lib.Numbered]:
+def _read_all(uri, data_config, schema, max_fraction, report, optional_fields: Iterable[str],
+              byte_range: formats.ByteRange | None = None) -> Iterator[schema_lib.Numbered]:
     module = formats.of(data_config).module
     policy = BadRowPolicy(max_fraction, report)
     optional = frozenset(optional_fields)
-    for path in filesystems.expand(uri):
-        report.files.append(path)
-        yield from module.read(path, data_config, schema, policy, optional)
+    if byte_range is not None:
+        report.files.append(uri)
+        yield from module.read_range(uri, data_config, schema, policy, optional, byte_range)
+    else:
+        for path in filesystems.expand(uri):
+            report.files.append(path)
+            yield from module.read(path, data_config, schema, policy, optional)
     policy.finish(uri)
 
 

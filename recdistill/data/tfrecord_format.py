@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import shutil
+import struct
 import tempfile
 from typing import Collection, Iterator
 
@@ -41,6 +42,10 @@ from recdistill.protos import pipeline_pb2
 _Config = pipeline_pb2.DatasetConfig
 # Records decoded per call; the caller re-batches to its own size.
 _READ_CHUNK_ROWS = 8192
+# A record: its payload's length (uint64), the length's CRC (uint32), the payload, its CRC.
+_HEADER = struct.Struct("<QI")
+_FOOTER_BYTES = 4
+_PLAN_BLOCK_BYTES = 1 << 20  # read per step of the header walk that plans ranges
 # How each field type is stored in a tf.Example.
 _KINDS = {
     _Config.INT32: schema_pb2.INT,
@@ -69,17 +74,94 @@ def read(uri: str, data_config: _Config, schema: schema_lib.Schema, policy: BadR
 
     Columns are found by name, so ``optional`` (fields a file may lack) changes nothing.
     """
-    decoder = _decoder(schema.fields)
     with _staged(uri) as path:
-        first = 1
-        for records in _record_chunks(uri, path, data_config, chunk=_READ_CHUNK_ROWS):
-            rows = np.arange(first, first + len(records))
-            first += len(records)
-            decoder, decoded, bad, rows = _decode(uri, decoder, records, rows, schema.fields)
-            scalars, more, rows = _scalars(uri, decoded, rows, schema.fields)
-            typed, cast_bad = schema_lib.typed_batch(uri, scalars, schema, rows)
-            policy.rows(typed.batch.num_rows, bad + more + cast_bad)
-            yield typed
+        yield from _read_local(uri, path, data_config, schema, policy, records_before=0)
+
+
+def plan_ranges(uri: str, data_config: _Config,
+                rows_per_split: int) -> tuple[list[formats.ByteRange], str]:
+    """Cuts an uncompressed TFRecord file into byte ranges of ``rows_per_split`` records (the
+    last may be shorter).
+
+    TFRecord has no sync markers, so one sequential pass walks the record headers (each
+    gives its payload's length; blocks are read whole, so an object store sees few large
+    reads). A file is read whole, and the reason returned (ranges empty), when it is
+    gzip-compressed (a stream cannot be entered in the middle) or its framing does not
+    add up to its size (its reader then names the problem). A file of at most
+    ``rows_per_split`` records (or empty) is one range: none and no reason; so is one whose
+    first MiB's records project to at most that many (``formats.few_rows``). ``data_config``
+    changes nothing (CSV's needs its separator).
+    """
+    del data_config
+    if uri.endswith(".gz"):
+        return [], "gzip-compressed (a gzip stream cannot be entered in the middle)"
+    starts = [0]  # the byte where each range starts: a record start
+    records = position = 0
+    with filesystems.open_input(uri) as f:
+        size = f.size()
+        block, block_start = b"", 0
+        while position < size:
+            at = position - block_start
+            if at + _HEADER.size > len(block):  # the header is not in the block: read on
+                if formats.few_rows(records, position, size, rows_per_split):
+                    return [], ""
+                f.seek(position)
+                block, block_start, at = f.read(_PLAN_BLOCK_BYTES), position, 0
+                if len(block) < _HEADER.size:
+                    break
+            length, _ = _HEADER.unpack_from(block, at)
+            position += _HEADER.size + length + _FOOTER_BYTES
+            records += 1
+            if records % rows_per_split == 0 and position < size:
+                starts.append(position)
+    if position != size:
+        return [], "is not framed as TFRecord records to its end"
+    if len(starts) == 1:
+        return [], ""
+    return [formats.ByteRange(a, b, rows_per_split * i)
+            for i, (a, b) in enumerate(zip(starts, starts[1:] + [size]))], ""
+
+
+def read_range(uri: str, data_config: _Config, schema: schema_lib.Schema,
+               policy: BadRowPolicy, optional: Collection[str],
+               byte_range: formats.ByteRange) -> Iterator[schema_lib.Numbered]:
+    """:func:`read` of the records in ``byte_range`` of an uncompressed file, numbered as in
+    the file; the range must start and end at record starts (:func:`plan_ranges`).
+
+    The range alone is copied to a local temporary file (a ranged read on an object store)
+    while it is read, and removed afterwards.
+
+    Raises:
+        ValueError: the file is gzip-compressed (it can only be read whole).
+    """
+    if uri.endswith(".gz"):
+        raise ValueError(f"{uri}: a gzip-compressed TFRecord file can only be read whole.")
+    with tempfile.TemporaryDirectory(prefix="recdistill-tfrecord-range-") as folder:
+        path = os.path.join(folder, "range.tfrecord")
+        with filesystems.open_input(uri) as f, open(path, "wb") as out:
+            f.seek(byte_range.start)
+            left = byte_range.stop - byte_range.start
+            while left and (data := f.read(min(left, _PLAN_BLOCK_BYTES))):
+                out.write(data)
+                left -= len(data)
+        yield from _read_local(uri, path, data_config, schema, policy,
+                               records_before=byte_range.rows_before)
+
+
+def _read_local(uri: str, path: str, data_config: _Config, schema: schema_lib.Schema,
+                policy: BadRowPolicy, records_before: int) -> Iterator[schema_lib.Numbered]:
+    """Typed rows of the local TFRecord file ``path`` (``uri``'s content, or a range of it
+    after ``records_before`` records)."""
+    decoder = _decoder(schema.fields)
+    first = records_before + 1
+    for records in _record_chunks(uri, path, data_config, chunk=_READ_CHUNK_ROWS):
+        rows = np.arange(first, first + len(records))
+        first += len(records)
+        decoder, decoded, bad, rows = _decode(uri, decoder, records, rows, schema.fields)
+        scalars, more, rows = _scalars(uri, decoded, rows, schema.fields)
+        typed, cast_bad = schema_lib.typed_batch(uri, scalars, schema, rows)
+        policy.rows(typed.batch.num_rows, bad + more + cast_bad)
+        yield typed
 
 
 def write(table: pa.Table, uri: str, data_config: _Config) -> None:

@@ -11,7 +11,8 @@ row)::
 Rows travel inside ``pyarrow.RecordBatch`` es of ``batch_size`` rows, so memory stays at a
 few batches whatever the data size, and output shard ``part-<input index>-<chunk index>``
 keeps the input order when shards are read sorted. The unit of parallel work is a split
-(splits.py): a row range of a Parquet file, or a whole file in the other formats.
+(splits.py): a row range of a Parquet file, a byte range of a CSV or uncompressed TFRecord
+file, or a whole file where it cannot be cut (gzip).
 
 Everything is written under :func:`recdistill.data.filesystems.atomic_dir`, so a failed or
 re-run job never leaves a mix of old and new shards. Workers only see the shard URIs, the
@@ -81,9 +82,9 @@ def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], input_uri: str,
         file and row.
       batch_size: rows per columnar batch (and per output shard at most).
       sample_size: rows sampled for the quantiles and AUC in stats.json.
-      rows_per_split: the unit of parallel work: Parquet files are cut into row ranges of at
-        most this many rows, so one big file spreads over the workers (splits.py); other
-        formats are split by file.
+      rows_per_split: the unit of parallel work: files are cut into ranges of at most this
+        many rows (Parquet row ranges; CSV and uncompressed TFRecord byte ranges), so one big
+        file spreads over the workers (splits.py); gzip files are read whole.
       max_auc_gap: the leak guard: when the teacher's AUC on the scored rows exceeds its eval
         AUC (from the export's recdistill.json) by more, the job warns "soft labels repeat
         the clicks" in the log and stats.json (``leak_guard``); see stats.LEAK_AUC_GAP.

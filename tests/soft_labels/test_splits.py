@@ -21,14 +21,14 @@ def _parquet(path, rows, row_group_size):
     return str(path)
 
 
-def test_parquet_files_are_cut_into_even_row_ranges_other_formats_stay_whole(tmp_path):
+def test_parquet_files_are_cut_into_even_row_ranges_gzip_csv_stays_whole(tmp_path):
     big = _parquet(tmp_path / "big.parquet", make_rows(10, 1), 3)
     small = _parquet(tmp_path / "small.parquet", make_rows(2, 2), 3)
     assert splits.plan_splits([big, small], _input_config(), rows_per_split=4) == [
         splits.Split(big, 0, 3), splits.Split(big, 3, 6), splits.Split(big, 6, 10),
         splits.Split(small, 0, 2)]
-    assert splits.plan_splits(["a.csv", "b.csv"], _input_config("CSVInput"), 4) == [
-        splits.Split("a.csv"), splits.Split("b.csv")]
+    assert splits.plan_splits(["a.csv.gz", "b.csv.gz"], _input_config("CSVInput"), 4) == [
+        splits.Split("a.csv.gz"), splits.Split("b.csv.gz")]
     with pytest.raises(ValueError, match="rows_per_split must be >= 1, got 0"):
         splits.plan_splits([big], _input_config(), rows_per_split=0)
 
