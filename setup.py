@@ -42,6 +42,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2",
+            "pytest-xdist>=3.8",
             "grpcio-tools>=1.74",
             "gcp-storage-emulator>=2026.7",
             "moto[s3]>=5.2,<6",

@@ -271,13 +271,19 @@ def test_session_ids_may_be_strings_ints_or_a_column(session_ids):
 
 
 # ------------------------------------------------------------------ listwise values
+def _param_id(value):
+    """A test id without a function's memory address: pytest-xdist's workers must collect the
+    same ids."""
+    return "reference" if callable(value) else str(value)
+
+
 @pytest.mark.parametrize("param, transform", [
     ({}, None), ({"temperature": 2.0}, None), ({"label_is_logits": True}, None),
     ({"label_is_logits": True, "temperature": 0.5}, None),
     ({"transform_fn": "tf.math.sigmoid"}, sigmoid),
     ({"transform_fn": "tf.nn.relu", "label_is_logits": True, "temperature": 2.0},
      lambda y: np.maximum(y, 0)),
-], ids=str)
+], ids=_param_id)
 def test_listwise_rank_matches_easyrec(param, transform):
     block = make_block(pipeline_pb2.LISTWISE_RANK_LOSS, **param)
     kwargs = {k: v for k, v in param.items() if k != "transform_fn"}
@@ -289,7 +295,7 @@ def test_listwise_rank_matches_easyrec(param, transform):
 @pytest.mark.parametrize("param, transform", [
     ({}, None), ({"temperature": 2.0}, None), ({"label_clip_max_value": 4.0}, None),
     ({"transform_fn": "tf.math.reciprocal"}, lambda r: 1.0 / r),
-], ids=str)
+], ids=_param_id)
 def test_listwise_distill_matches_easyrec(param, transform):
     block = make_block(pipeline_pb2.LISTWISE_DISTILL_LOSS, **param)
     kwargs = {"clip" if k == "label_clip_max_value" else k: v for k, v in param.items()

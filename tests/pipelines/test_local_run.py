@@ -15,7 +15,9 @@ from pipelines import local_run
 from recdistill import exported, push
 from recdistill.data import filesystems, sample
 
-pytestmark = pytest.mark.slow
+# The first test holds the module fixture: two whole kfp.local runs (about 160 CPU s each), on one
+# core when dev/test.sh shares the machine with a second xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
