@@ -27,6 +27,7 @@ from recdistill import config as config_lib
 from recdistill import evaluation
 from recdistill import exported
 from recdistill import report as report_lib
+from recdistill import user_key
 from recdistill.data import filesystems, folds, json_files
 from recdistill.kd import variants as variants_lib
 
@@ -56,17 +57,14 @@ def holdout_buckets(fraction: float) -> tuple:
 
 
 def split_key(cfg, key: str = "") -> str:
-    """The holdout's key column: ``key``, else GAUC's ``uid_field``, else a kd session column.
+    """The holdout's key column: ``key``, else the config's user/session key
+    (``recdistill.user_key``).
 
     Raises:
-      ValueError: none of them is set.
+      ValueError: none is given and the config has none, or it is not an input field.
     """
-    chosen = key or evaluation.user_field(cfg)
-    if not chosen:
-        raise ValueError("the validation split needs a user or session id column: set "
-                         "validation_key (--validation-key), or eval_config.metrics_set.gauc."
-                         "uid_field in the student config.")
-    return chosen
+    return user_key.resolve(cfg, key, purpose="the validation split",
+                            option="validation_key / --validation-key")
 
 
 def split_validation(input_uri: str, cfg, train_uri: str, validation_uri: str, *,
