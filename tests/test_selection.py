@@ -59,7 +59,7 @@ def test_split_keeps_every_row_once_and_each_user_on_one_side(toy, tmp_path):
     whole = pd.DataFrame(toy["table"])
     got_train, got_valid = _read_part(train), _read_part(valid)
     assert stats == {"train_rows": len(got_train), "validation_rows": len(got_valid),
-                     "key": "user_id", "fraction": 0.2}
+                     "split": "user", "key": "user_id", "fraction": 0.2}
     held = folds.buckets(whole["user_id"].to_numpy(), 100, salt=folds.HOLDOUT_SALT) < 20
     assert sorted(got_valid["user_id"].unique()) == sorted(whole["user_id"][held].unique())
     assert not set(got_valid["user_id"]) & set(got_train["user_id"])
@@ -73,6 +73,23 @@ def test_fraction_zero_keeps_every_row_for_training(toy, tmp_path):
     stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0)
     assert stats["validation_rows"] == 0 and stats["train_rows"] == len(toy["table"]["clk"])
     assert os.listdir(valid) == ["_SUCCESS"]
+
+
+def test_time_split_holds_out_the_latest_rows_of_known_users(toy, tmp_path):
+    train, valid = str(tmp_path / "train"), str(tmp_path / "valid")
+    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0.2,
+                                       split="time")
+    whole = pd.DataFrame(toy["table"])
+    got_train, got_valid = _read_part(train), _read_part(valid)
+    assert stats == {"train_rows": 384, "validation_rows": 96, "split": "time", "key": "",
+                     "fraction": 0.2}
+    np.testing.assert_allclose(got_valid["x"].to_numpy(), whole["x"][384:].to_numpy())
+    np.testing.assert_allclose(got_train["x"].to_numpy(), whole["x"][:384].to_numpy())
+    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0,
+                                       split="time")
+    assert stats["train_rows"] == 480 and os.listdir(valid) == ["_SUCCESS"]
+    with pytest.raises(ValueError, match="validation_split must be one of"):
+        selection.split_validation(toy["data"], toy["config"], train, valid, split="day")
 
 
 def test_split_key_is_named_or_gauc_uid_field_or_refused(toy):
