@@ -10,7 +10,7 @@ from components.images import RUNTIME_IMAGE
 def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
                   validation_fraction: float, validation_key: str, run_date: str,
                   champion: str, train: Output[Dataset], validation: Output[Dataset],
-                  max_bad_rows_fraction: float = 0.0, validation_split: str = "user") -> list:
+                  max_bad_rows_fraction: float = 0.0, validation_split: str = "time") -> list:
     """Checks the kd variants against the student config and splits off the validation rows.
 
     The holdout's rows (``recdistill.selection``: the latest rows, or whole users) go to
