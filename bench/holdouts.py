@@ -12,7 +12,8 @@ Reported per holdout: how often the holdout's pick is eval's best candidate, the
 candidates the holdout orders like eval (of all pairs), and the eval AUC lost by the pick
 against eval's best. Teachers: ``weak`` (the case where the user holdout kept the baseline
 although kd gained +0.008 on eval, README "When the teacher cannot help") and the shipped
-early-stopped teacher.
+early-stopped teacher (it stops on eval.csv here, as in ``bench/quality_scenarios.py``; the
+pipeline's stops on the validation split). Models a killed run finished are reused.
 
 Usage::
 
