@@ -87,7 +87,8 @@ def split_training_table(data, student_cfg, out_dir: str) -> tuple:
 
     train_uri, valid_uri = os.path.join(out_dir, "train"), os.path.join(out_dir, "valid")
     if not (os.path.isdir(train_uri) and os.path.isdir(valid_uri)):
-        selection.split_validation(data.train_path, student_cfg, train_uri, valid_uri)
+        selection.split_validation(data.train_path, student_cfg, train_uri, valid_uri,
+                                   split="user")
     return train_uri, valid_uri
 
 

@@ -74,8 +74,9 @@ def _request(task: dsl.PipelineTask, *, cpu: str, memory: str) -> dsl.PipelineTa
     return task.set_cpu_request(cpu).set_memory_request(memory)
 
 
-def _fold_teachers(num_folds, key, *, student_config, teacher_config, train_table, eval_table,
-                   date, num_steps, node_selector, tolerations):
+def _fold_teachers(num_folds, key, *, student_config, teacher_config, train_rows, eval_table,
+                   validation, validation_fraction, date, num_steps, node_selector,
+                   tolerations):
     """The cross-fitting fold teachers' URIs: ``dsl.ParallelFor`` trains one per fold (GPU
     pods in parallel) when ``num_folds`` is not 0 (1 and negatives fail in cross_fit_folds,
     naming the fix); [] otherwise, and the soft labels come from the one teacher."""
@@ -86,7 +87,9 @@ def _fold_teachers(num_folds, key, *, student_config, teacher_config, train_tabl
             trained = _request_gpu(
                 train_fold_teacher(config=teacher_config, student_config=student_config,
                                    key=key, fold=fold, num_folds=num_folds,
-                                   train_data=train_table.output, eval_data=eval_table.output,
+                                   train_data=train_rows, eval_data=eval_table.output,
+                                   validation=validation,
+                                   validation_fraction=validation_fraction,
                                    run_date=date, num_steps=num_steps),
                 **FOLD_TEACHER_REQUEST, node_selector=node_selector,
                 tolerations=tolerations).set_retry(**RETRY)
@@ -129,6 +132,7 @@ def kd_pipeline(
     validation_fraction: float = 0.1,
     validation_key: str = "",
     selection_metric: str = "auc",
+    validation_split: str = "time",
 ):
     """Distils a teacher into the student of ``student_config`` and pushes it when blessed.
 
@@ -169,12 +173,15 @@ def kd_pipeline(
       kd_variants: the kd sweep: overrides of the kd blocks' loss_weight, temperature,
         loss_type (and "kd_block", one block's soft_label_name), each trained beside the
         configured student, e.g. [{"loss_weight": 0.5}, {"temperature": 2}].
-      validation_fraction: training rows held out (by validation_key) to choose among the kd
-        students and the baseline, in steps of 0.01; 0: no split, no choice (the configured
-        kd student goes on, as before).
-      validation_key: the holdout's key column ('' = the GAUC uid_field, else a kd session
-        column).
+      validation_fraction: training rows held out to choose among the kd students and the
+        baseline, in steps of 0.01; every model the run trains stops early on them, not on
+        the eval table; 0: no split, no choice (the configured kd student goes on, models
+        stop early on the eval table, as before).
+      validation_key: for validation_split user, the key column ('' = the GAUC uid_field,
+        else a kd session column); for time, the time column ('' = row order).
       selection_metric: auc or gauc, on the validation rows.
+      validation_split: time (the latest rows of the training window, like the eval
+        table's later rows) or user (whole users held out, by a hash of validation_key).
     """
     gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
                tolerations=trainer_tolerations)
@@ -190,28 +197,33 @@ def kd_pipeline(
                               artifact_class=dsl.Dataset, reimport=True).set_display_name(
                                   "eval-data")
 
+    # Never cached: the champion changes whenever a push lands, also twice on one day.
+    champion = _request(current_champion(destination=push_destination, run_date=date),
+                        **cpu).set_caching_options(False).set_retry(**RETRY)
+    # The kd sweep's holdout: no model of the run trains on it; they stop early on it and
+    # select_candidate chooses on it, so the eval table (which blesses) chose nothing.
+    sweep = _request(prepare_sweep(
+        train_data=train_table.output, config=student_config, kd_variants=kd_variants,
+        validation_fraction=validation_fraction, validation_key=validation_key,
+        validation_split=validation_split, run_date=date, champion=champion.output,
+        max_bad_rows_fraction=max_bad_rows_fraction),
+        cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
+    train_rows, validation = sweep.outputs["train"], sweep.outputs["validation"]
+    stopping = dict(eval_data=eval_table.output, validation=validation,
+                    validation_fraction=validation_fraction)
+
     # Reusing ``teacher_uri`` only copies an export: no GPU, no GPU node.
     placement = _request(teacher_placement(teacher_uri=teacher_uri,
                                            node_selector=trainer_node_selector), **cpu)
     teacher = _request_gpu(
-        prepare_teacher(config=teacher_config, teacher_uri=teacher_uri,
-                        train_data=train_table.output, eval_data=eval_table.output,
-                        run_date=date, num_steps=num_steps, workers=train_workers),
+        prepare_teacher(config=teacher_config, teacher_uri=teacher_uri, train_data=train_rows,
+                        run_date=date, num_steps=num_steps, workers=train_workers, **stopping),
         **{**gpu, "node_selector": placement.outputs["node_selector"]},
         gpus=placement.outputs["gpus"]).set_retry(**RETRY)
-    # Never cached: the champion changes whenever a push lands, also twice on one day.
-    champion = _request(current_champion(destination=push_destination, run_date=date),
-                        **cpu).set_caching_options(False).set_retry(**RETRY)
-    # The kd sweep's holdout: no candidate trains on it, only select_candidate reads it.
-    sweep = _request(prepare_sweep(
-        train_data=train_table.output, config=student_config, kd_variants=kd_variants,
-        validation_fraction=validation_fraction, validation_key=validation_key, run_date=date,
-        champion=champion.output, max_bad_rows_fraction=max_bad_rows_fraction),
-        cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
-    train_rows = sweep.outputs["train"]
     fold_teachers = _fold_teachers(
         cross_fit_folds, cross_fit_key, student_config=student_config,
-        teacher_config=teacher_config, train_table=train_table, eval_table=eval_table, date=date,
+        teacher_config=teacher_config, train_rows=train_rows, eval_table=eval_table,
+        validation=validation, validation_fraction=validation_fraction, date=date,
         num_steps=num_steps, node_selector=trainer_node_selector,
         tolerations=trainer_tolerations)
     soft_labels = _request(generate_soft_labels(
@@ -225,20 +237,20 @@ def kd_pipeline(
     with dsl.ParallelFor(sweep.outputs["Output"], name="kd-candidates") as item:
         student = _request_gpu(
             train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
-                        eval_data=eval_table.output, run_date=item.run_date,
-                        warm_start=item.warm_start, num_steps=num_steps,
-                        kd_variant=item.candidate, workers=train_workers),
+                        run_date=item.run_date, warm_start=item.warm_start,
+                        num_steps=num_steps, kd_variant=item.candidate, workers=train_workers,
+                        **stopping),
             **gpu).set_display_name("train-student").set_retry(**RETRY)
     # The baseline starts from the champion too: the choice compares kd, not warm vs cold.
     baseline = _request_gpu(
-        train_model(config=student_config, train_data=train_rows,
-                    eval_data=eval_table.output, run_date=date, without_kd=True,
-                    warm_start=champion.output, num_steps=num_steps, workers=train_workers),
+        train_model(config=student_config, train_data=train_rows, run_date=date,
+                    without_kd=True, warm_start=champion.output, num_steps=num_steps,
+                    workers=train_workers, **stopping),
         **gpu).set_display_name("train-baseline").set_retry(**RETRY)
 
     chosen = _request(select_candidate(
         kd_models=dsl.Collected(student.outputs["model"]), baseline=baseline.outputs["model"],
-        validation=sweep.outputs["validation"], config=student_config,
+        validation=validation, config=student_config,
         validation_fraction=validation_fraction, metric=selection_metric, run_date=date),
         **cpu).set_retry(**RETRY)
     evaluation = _request(evaluate(model=chosen.outputs["model"], eval_data=eval_table.output,

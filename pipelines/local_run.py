@@ -53,7 +53,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
               serving_dir: str | None = None, cross_fit_folds: int = 0,
               cross_fit_key: str = "", kd_variants: list | None = None,
               validation_fraction: float = 0.1, validation_key: str = "",
-              selection_metric: str = "auc") -> LocalRun:
+              selection_metric: str = "auc", validation_split: str = "time") -> LocalRun:
     """Runs the pipeline with kfp.local (by default its SubprocessRunner).
 
     Args:
@@ -77,8 +77,10 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
       kd_variants: the kd sweep's overrides of the kd blocks (``recdistill.kd.variants``).
       validation_fraction: training rows held out to choose among the kd students and the
         baseline (0: no split, the configured kd student goes on).
-      validation_key: the holdout's key column ('' = the GAUC uid_field).
+      validation_key: the holdout's column: the key for ``user`` ('' = the GAUC uid_field),
+        the time column for ``time`` ('' = row order).
       selection_metric: auc or gauc on the validation rows.
+      validation_split: time (the latest training rows) or user (whole users held out).
 
     Raises:
       ValueError: a user config was given without its data.
@@ -119,7 +121,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
                     num_steps=num_steps, cross_fit_folds=cross_fit_folds,
                     cross_fit_key=cross_fit_key, kd_variants=kd_variants or [],
                     validation_fraction=validation_fraction, validation_key=validation_key,
-                    selection_metric=selection_metric,
+                    selection_metric=selection_metric, validation_split=validation_split,
                     run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime(
                         "%Y-%m-%d"))
     finally:

@@ -186,7 +186,8 @@ def _run(args):
                               kd_variants=args.kd_variants,
                               validation_fraction=args.validation_fraction,
                               validation_key=args.validation_key,
-                              selection_metric=args.selection_metric)
+                              selection_metric=args.selection_metric,
+                              validation_split=args.validation_split)
     print(local_run.format_summary(run))
 
 
@@ -360,9 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training rows (by --validation-key) held out to choose among the kd "
                         "students and the baseline, in steps of 0.01 (default 0.1; 0: no "
                         "choice, the configured kd student goes on)")
+    p.add_argument("--validation-split", choices=("time", "user"), default="time",
+                   help="the holdout: time (the latest training rows, default) or user "
+                        "(whole users, by a hash of --validation-key)")
     p.add_argument("--validation-key", default="",
-                   help="the holdout's key column (default: the GAUC uid_field, else a kd "
-                        "session column)")
+                   help="the holdout's column: for user, the key column (default: the GAUC "
+                        "uid_field, else a kd session column); for time, the time column "
+                        "(default: row order, the table being in time order)")
     p.add_argument("--selection-metric", choices=("auc", "gauc"), default="auc",
                    help="what the choice maximises on the validation rows (default auc)")
     p.set_defaults(func=_run)

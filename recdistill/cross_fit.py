@@ -11,49 +11,27 @@ Each fold teacher's ``recdistill.json`` records ``cross_fit`` (key, number of fo
 left out); :func:`order_fold_teachers` checks a set of teachers against it, so a job never
 mixes folds of different splits or misses one.
 
-Imports ``recdistill.config`` (and ``recdistill.evaluation``'s kd session lookup, the one
-home of that rule); never ``kfp``, TensorFlow or Beam.
+Imports ``recdistill.user_key`` (the one home of the user/session key); never ``kfp``,
+TensorFlow or Beam.
 """
 
 from typing import Mapping, Sequence
 
-from recdistill import config as config_lib
+from recdistill import user_key
 
 #: The ``recdistill.json`` entry of a fold teacher (``ExcludedFold.describe``).
 METADATA_KEY = "cross_fit"
 
 
 def resolve_key(cfg, key: str = "", *, source: str = "the config") -> str:
-    """The column whose hash picks each row's fold.
-
-    Args:
-      cfg: the student's loaded config.
-      key: the key asked for ('' = the default below).
-      source: where ``cfg`` came from, named in errors.
-
-    Returns:
-      ``key`` when given, else the config's GAUC ``uid_field``, else a kd block's
-      ``session_name`` (pairwise/listwise kd).
+    """The column whose hash picks each row's fold: ``key``, else the config's user/session
+    key (``recdistill.user_key``).
 
     Raises:
-      ValueError: ``key`` is not an input field, or none is given and the config has neither.
+      ValueError: ``key`` is not an input field, or none is given and the config has none.
     """
-    from recdistill import evaluation
-
-    if not key:
-        for metric in cfg.eval_config.metrics_set:
-            if metric.WhichOneof("metric") == "gauc" and metric.gauc.uid_field:
-                key = metric.gauc.uid_field
-                break
-        else:
-            key = evaluation._kd_session_name(cfg) or ""  # noqa: SLF001 - one home for it
-    if not key:
-        raise ValueError(
-            f"{source}: cross-fitting needs a key column (a user or session id) and the config "
-            "names none: no eval_config gauc uid_field and no kd session_name. Pass one "
-            "(cross_fit_key / --cross-fit-key), e.g. 'user_id'.")
-    config_lib.input_field(cfg, key)  # ValueError listing the input fields
-    return key
+    return user_key.resolve(cfg, key, purpose="cross-fitting",
+                            option="cross_fit_key / --cross-fit-key", source=source)
 
 
 def fold_numbers(num_folds: int) -> list:

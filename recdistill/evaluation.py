@@ -52,6 +52,7 @@ from recdistill import exported
 from recdistill import metrics as metrics_lib
 from recdistill import outputs
 from recdistill import report as report_lib
+from recdistill import user_key
 from recdistill.data import filesystems, json_files, tables
 
 logger = logging.getLogger(__name__)
@@ -122,21 +123,6 @@ class _Target:
     session_field: str | None  # groups rows for the consistency metrics
 
 
-def _kd_session_name(cfg) -> str | None:
-    """The first kd block's ``loss_param`` ``session_name`` (pairwise/listwise kd), if any.
-
-    Read through the descriptor, so configs (and protos) without ``loss_param`` work too.
-    """
-    for block in cfg.model_config.kd:
-        if "loss_param" not in block.DESCRIPTOR.oneofs_by_name:
-            return None
-        which = block.WhichOneof("loss_param")
-        session = getattr(getattr(block, which), "session_name", "") if which else ""
-        if session:
-            return session
-    return None
-
-
 def _target(cfg, session_field: str | None = None) -> _Target:
     """Which label and prediction to evaluate, and how GAUC groups rows, from the config.
 
@@ -161,23 +147,14 @@ def _target(cfg, session_field: str | None = None) -> _Target:
     kd = cfg.model_config.kd
     teacher_prediction = kd[0].teacher_pred_name if kd and kd[0].teacher_pred_name else prediction
     uid_field, reduction = None, "mean"
-    for metric in cfg.eval_config.metrics_set:
-        if metric.WhichOneof("metric") == "gauc":
-            uid_field, reduction = metric.gauc.uid_field, metric.gauc.reduction
-            if not uid_field:
-                raise ValueError("eval_config.metrics_set.gauc.uid_field is empty. Set it to the "
-                                 "user-id input field, e.g. uid_field: 'user_id'.")
-            if reduction not in metrics_lib.REDUCTIONS:
-                raise ValueError(f"eval_config.metrics_set.gauc.reduction must be one of "
-                                 f"{list(metrics_lib.REDUCTIONS)}, got {reduction!r}.")
-    session = session_field or _kd_session_name(cfg) or uid_field
+    gauc = user_key.gauc_metric(cfg)
+    if gauc is not None:
+        uid_field, reduction = user_key.user_field(cfg), gauc.reduction
+        if reduction not in metrics_lib.REDUCTIONS:
+            raise ValueError(f"eval_config.metrics_set.gauc.reduction must be one of "
+                             f"{list(metrics_lib.REDUCTIONS)}, got {reduction!r}.")
+    session = session_field or user_key.kd_session_name(cfg) or uid_field
     return _Target(label, prediction, teacher_prediction, uid_field, reduction, session)
-
-
-def user_field(cfg) -> str | None:
-    """The column that groups a user's rows: GAUC's ``uid_field``, else a kd block's
-    ``session_name``, else None (the default key of the validation holdout)."""
-    return _target(cfg).uid_field or _kd_session_name(cfg)
 
 
 @dataclasses.dataclass

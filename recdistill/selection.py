@@ -7,9 +7,11 @@ student without kd) on the same training rows, scores them all on rows none of t
 sends the best one on to evaluation and blessing.
 
 Those rows are a holdout of the *training* table, never the final eval table: the eval table
-must stay an unbiased estimate of the chosen model, which it is not once it chose. The
-holdout is ``recdistill.data.folds`` bucket ``< fraction * 100`` of a user (or session) key,
-so reruns pick the same rows and all of one user's rows fall on one side.
+must stay an unbiased estimate of the chosen model, which it is not once it chose. Two kinds
+(``validation_split``): ``time``, the latest fraction of the training window (by a time
+column, or row order), later rows of mostly known users like the eval table; or ``user``,
+``recdistill.data.folds`` bucket ``< fraction * 100`` of a user (or session) key, so all of
+one user's rows fall on one side (unseen users). Both are stable: reruns pick the same rows.
 
 By default the baseline competes too: a kd student reaches blessing only when it beats its
 own baseline on validation. A tie goes to the baseline, the simpler model (no teacher, no
@@ -27,6 +29,7 @@ from recdistill import config as config_lib
 from recdistill import evaluation
 from recdistill import exported
 from recdistill import report as report_lib
+from recdistill import user_key
 from recdistill.data import filesystems, folds, json_files
 from recdistill.kd import variants as variants_lib
 
@@ -35,6 +38,13 @@ logger = logging.getLogger(__name__)
 #: Buckets of the holdout hash: the fraction is a whole number of percent.
 VALIDATION_BUCKETS = 100
 DEFAULT_FRACTION = 0.1
+#: The holdout's kinds: whole users (unseen users) or the latest rows (later rows, mostly of
+#: known users, like the eval table).
+USER, TIME = "user", "time"
+SPLITS = (USER, TIME)
+#: The default: on the sample, the time holdout ranked the kd students and the baseline
+#: more like the eval table than the user holdout (README, kd sweep and selection).
+DEFAULT_SPLIT = TIME
 METRICS = ("auc", "gauc")
 BASELINE = evaluation.BASELINE
 SELECTION_FILE = "selection.json"
@@ -56,50 +66,70 @@ def holdout_buckets(fraction: float) -> tuple:
 
 
 def split_key(cfg, key: str = "") -> str:
-    """The holdout's key column: ``key``, else GAUC's ``uid_field``, else a kd session column.
+    """The holdout's key column: ``key``, else the config's user/session key
+    (``recdistill.user_key``).
 
     Raises:
-      ValueError: none of them is set.
+      ValueError: none is given and the config has none, or it is not an input field.
     """
-    chosen = key or evaluation.user_field(cfg)
-    if not chosen:
-        raise ValueError("the validation split needs a user or session id column: set "
-                         "validation_key (--validation-key), or eval_config.metrics_set.gauc."
-                         "uid_field in the student config.")
-    return chosen
+    return user_key.resolve(cfg, key, purpose="the validation split",
+                            option="validation_key / --validation-key")
 
 
 def split_validation(input_uri: str, cfg, train_uri: str, validation_uri: str, *,
                      fraction: float = DEFAULT_FRACTION, key: str = "",
+                     split: str = DEFAULT_SPLIT,
                      max_bad_rows_fraction: float = 0.0) -> dict:
-    """Writes the training table's train part and validation part (``folds.split_table``).
+    """Writes the training table's train part and validation part.
 
-    With ``fraction`` 0 the train part is every row and the validation part an empty folder.
+    Args:
+      fraction: the validation share; 0: the train part is every row and the validation
+        part an empty folder.
+      key: the split's column: for ``user``, the key column ('' = ``split_key``'s default);
+        for ``time``, the time column ('' = row order, for a table written in time order).
+      split: ``user`` (whole users by a hash, ``folds.split_table``) or ``time`` (the latest
+        rows, ``folds.split_latest``).
 
     Returns:
-      ``{"train_rows", "validation_rows", "key", "fraction"}``.
+      ``{"train_rows", "validation_rows", "split", "key", "fraction"}``.
 
     Raises:
-      ValueError: a bad fraction or key, or a part without rows (too few keys for the
-        fraction: name another key or change the fraction).
+      ValueError: a bad fraction, split or key, or a part without rows (too few keys or
+        times for the fraction: name another column or change the fraction).
     """
     holdout = holdout_buckets(fraction)
-    column = split_key(cfg, key)
-    kept = tuple(b for b in range(VALIDATION_BUCKETS) if b not in holdout)
-    parts = {train_uri: kept, **({validation_uri: holdout} if holdout else {})}
-    rows = folds.split_table(input_uri, config_lib.without_kd(cfg).data_config, key=column,
-                             num_buckets=VALIDATION_BUCKETS, salt=folds.HOLDOUT_SALT,
-                             parts=parts, max_bad_rows_fraction=max_bad_rows_fraction)
+    if split not in SPLITS:
+        raise ValueError(f"validation_split must be one of {SPLITS}, got {split!r}.")
+    data_config = config_lib.without_kd(cfg).data_config
+    if split == TIME:
+        column = key
+        if holdout:
+            rows = folds.split_latest(input_uri, data_config, fraction=fraction,
+                                      earlier_uri=train_uri, latest_uri=validation_uri,
+                                      time_column=column,
+                                      max_bad_rows_fraction=max_bad_rows_fraction)
+        else:
+            rows = folds.copy_table(input_uri, data_config, train_uri,
+                                    max_bad_rows_fraction=max_bad_rows_fraction)
+    else:
+        column = split_key(cfg, key)
+        kept = tuple(b for b in range(VALIDATION_BUCKETS) if b not in holdout)
+        parts = {train_uri: kept, **({validation_uri: holdout} if holdout else {})}
+        rows = folds.split_table(input_uri, data_config, key=column,
+                                 num_buckets=VALIDATION_BUCKETS, salt=folds.HOLDOUT_SALT,
+                                 parts=parts, max_bad_rows_fraction=max_bad_rows_fraction)
     if not holdout:  # an empty, complete folder: the pipeline's artifact exists on any store
         with filesystems.atomic_dir(validation_uri):
             pass
     for uri, count in rows.items():
         if not count:
-            raise ValueError(f"the validation split of {input_uri} by {column!r} (fraction "
-                             f"{fraction}) left {uri} without rows: too few distinct {column} "
-                             "values. Use a key with more values or another fraction.")
+            few = f"too few distinct {column} values" if column else "too few rows"
+            raise ValueError(f"the validation split of {input_uri} by {split} "
+                             f"({column or 'row order'}, fraction {fraction}) left {uri} "
+                             f"without rows: {few}. Use a column with more values or another "
+                             "fraction.")
     return {"train_rows": rows[train_uri], "validation_rows": rows.get(validation_uri, 0),
-            "key": column, "fraction": fraction}
+            "split": split, "key": column, "fraction": fraction}
 
 
 def check_sweep(variant_count: int, *, validated: bool) -> None:

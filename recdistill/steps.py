@@ -22,12 +22,13 @@ logger = logging.getLogger(__name__)
 
 def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
                     train_uri: str = "", eval_uri: str = "", num_steps: int = 0,
-                    run_date: str = "", workers: int = 1):
+                    run_date: str = "", workers: int = 1, validation_uri: str = ""):
     """Provides the teacher in ``model_dir``: copies ``teacher_uri`` if given, else trains one.
 
     Reusing an existing teacher (the production fine-ranking model) is the common case; the
     copy keeps each pipeline run's lineage self-contained. The copy is loaded once, so a
-    teacher without the serving signature fails here, before the Beam job starts.
+    teacher without the serving signature fails here, before the Beam job starts. A teacher
+    trained here stops early on ``validation_uri`` when given (see :func:`train_model`).
 
     ``teacher_uri`` may name a day, ``{date}`` or ``{previous_date}`` (filled from
     ``run_date``), and may be a versioned push folder (its champion is taken): yesterday's
@@ -44,7 +45,8 @@ def prepare_teacher(config_uri: str, model_dir: str, *, teacher_uri: str = "",
         logger.info("teacher: reusing %s (copied to %s)", source, target)
         return target
     return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
-                       num_steps=num_steps, workers=workers).export_dir
+                       num_steps=num_steps, workers=workers,
+                       validation_uri=validation_uri).export_dir
 
 
 def _reused_teacher(teacher_uri: str, run_date: str) -> str:
@@ -75,7 +77,7 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
                 warm_start: str = "", without_kd: bool = False, num_steps: int = 0,
                 mixed_precision: bool = False, report_copy: str = "", workers: int = 1,
                 exclude_fold: Sequence = (), kd_overrides: Mapping | None = None,
-                variant_name: str = "variant"):
+                variant_name: str = "variant", validation_uri: str = ""):
     """Trains the model the config describes (see ``recdistill.training.train``).
 
     Args:
@@ -89,9 +91,16 @@ def train_model(config_uri: str, model_dir: str, *, train_uri: str = "", eval_ur
         pod (``recdistill.training.tfjob``); 1 trains here. A GBDT trains here either way.
       exclude_fold: ``(key, K, k)``: train a cross-fitting fold teacher, without the rows of
         fold k of K by the key column ('' = the config's, ``cross_fit.resolve_key``).
+      validation_uri: the kd sweep's validation part ('' = none): training evaluates on it,
+        not on ``eval_uri``, for early stopping and the recorded eval metrics, so the eval
+        table that blesses the chosen model never picked a checkpoint of it.
     """
     from recdistill import training
 
+    if validation_uri:
+        logger.info("%s: evaluating on the validation split %s, not the eval table %s",
+                    config_uri, validation_uri, eval_uri or "-")
+        eval_uri = validation_uri
     cfg = config_lib.load_config(config_uri)
     if kd_overrides:
         cfg = variants.apply_variant(cfg, kd_overrides, variant_name)
@@ -151,10 +160,11 @@ def generate_soft_labels(teacher_uri: Union[str, Sequence[str]], config_uri: str
 
 def train_fold_teacher(config_uri: str, model_dir: str, *, student_config_uri: str,
                        num_folds: int, fold: int, key: str = "", train_uri: str = "",
-                       eval_uri: str = "", num_steps: int = 0):
+                       eval_uri: str = "", num_steps: int = 0, validation_uri: str = ""):
     """Trains cross-fitting fold teacher ``fold`` of ``num_folds``: the teacher config on every
     training row but that fold's, split by ``key`` ('' = the student config's key,
-    ``recdistill.cross_fit.resolve_key``, so teachers and soft-label job agree).
+    ``recdistill.cross_fit.resolve_key``, so teachers and soft-label job agree); it stops
+    early on ``validation_uri`` when given (see :func:`train_model`).
 
     Returns:
       The ``TrainResult``; its export's ``recdistill.json`` records ``cross_fit``.
@@ -169,7 +179,8 @@ def train_fold_teacher(config_uri: str, model_dir: str, *, student_config_uri: s
     key = cross_fit.resolve_key(config_lib.load_config(student_config_uri), key,
                                 source=student_config_uri)
     return train_model(config_uri, model_dir, train_uri=train_uri, eval_uri=eval_uri,
-                       num_steps=num_steps, exclude_fold=(key, num_folds, fold))
+                       num_steps=num_steps, exclude_fold=(key, num_folds, fold),
+                       validation_uri=validation_uri)
 
 
 def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
@@ -188,7 +199,7 @@ def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
 
 def prepare_sweep(config_uri: str, input_uri: str, train_uri: str, validation_uri: str, *,
                   variants_json="", fraction: float = 0.1, key: str = "",
-                  max_bad_rows_fraction: float = 0.0) -> tuple:
+                  split: str = "time", max_bad_rows_fraction: float = 0.0) -> tuple:
     """Checks the kd variants, then carves the validation split (``recdistill.selection``).
 
     The variants are applied to the config before the table is read, so a bad one fails in
@@ -203,7 +214,7 @@ def prepare_sweep(config_uri: str, input_uri: str, train_uri: str, validation_ur
     candidates = variants.candidates(cfg, variants.parse_variants(variants_json))
     selection.check_sweep(len(candidates) - 1, validated=bool(fraction))
     split = selection.split_validation(input_uri, cfg, train_uri, validation_uri,
-                                       fraction=fraction, key=key,
+                                       fraction=fraction, key=key, split=split,
                                        max_bad_rows_fraction=max_bad_rows_fraction)
     return candidates, split
 

@@ -187,6 +187,19 @@ def test_a_validation_fraction_off_the_percent_grid_fails_before_the_run(capsys,
         capsys.readouterr().err
 
 
+def test_run_forwards_the_validation_split_and_refuses_an_unknown_one(capsys, monkeypatch):
+    from pipelines import local_run
+
+    calls = []
+    monkeypatch.setattr(local_run, "run_local", lambda *a, **k: calls.append(k))
+    monkeypatch.setattr(local_run, "format_summary", lambda run: "summary")
+    assert cli.main(["run", "--validation-split", "time", "--validation-key", "ts"]) == 0
+    assert (calls[0]["validation_split"], calls[0]["validation_key"]) == ("time", "ts")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--validation-split", "day"])
+    assert "invalid choice: 'day'" in capsys.readouterr().err
+
+
 def test_select_picks_on_the_validation_rows_and_writes_the_chosen_export(tmp_path, capsys):
     import toy_models
 

@@ -406,29 +406,3 @@ def test_streaming_in_small_batches_gives_the_same_metrics(toy, full, tmp_path, 
         got, expected = numbers(streamed.metrics[key]), numbers(full[0].metrics[key])
         # 1e-4: TF rounds a batch of 7 apart from one of 300, which may tie or split a pair.
         assert got == pytest.approx(expected, abs=1e-4)
-
-
-def test_sessions_come_from_a_kd_block_session_name_when_the_proto_has_loss_param():
-    # Stand-ins for KD blocks of the proto with EasyRec's loss_param oneof (issue 12.1).
-    from types import SimpleNamespace
-
-    class Block:
-        DESCRIPTOR = SimpleNamespace(oneofs_by_name={"loss_param": object()})
-
-        def __init__(self, which, session):
-            self.which = which
-            if which:
-                setattr(self, which, SimpleNamespace(session_name=session))
-
-        def WhichOneof(self, name):
-            assert name == "loss_param"
-            return self.which
-
-    def config(*blocks):
-        return SimpleNamespace(model_config=SimpleNamespace(kd=list(blocks)))
-
-    pointwise, listwise = Block(None, ""), Block("listwise_distill_loss", "request_id")
-    assert evaluation._kd_session_name(config(pointwise, listwise)) == "request_id"
-    assert evaluation._kd_session_name(config(pointwise)) is None
-    pointwise_config = load_config(toy_models.config_text("mean", "logits"))
-    assert evaluation._kd_session_name(pointwise_config) is None

@@ -55,11 +55,12 @@ def test_holdout_is_whole_percent_buckets():
 
 def test_split_keeps_every_row_once_and_each_user_on_one_side(toy, tmp_path):
     train, valid = str(tmp_path / "train"), str(tmp_path / "valid")
-    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0.2)
+    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0.2,
+                                       split="user")
     whole = pd.DataFrame(toy["table"])
     got_train, got_valid = _read_part(train), _read_part(valid)
     assert stats == {"train_rows": len(got_train), "validation_rows": len(got_valid),
-                     "key": "user_id", "fraction": 0.2}
+                     "split": "user", "key": "user_id", "fraction": 0.2}
     held = folds.buckets(whole["user_id"].to_numpy(), 100, salt=folds.HOLDOUT_SALT) < 20
     assert sorted(got_valid["user_id"].unique()) == sorted(whole["user_id"][held].unique())
     assert not set(got_valid["user_id"]) & set(got_train["user_id"])
@@ -70,9 +71,27 @@ def test_split_keeps_every_row_once_and_each_user_on_one_side(toy, tmp_path):
 
 def test_fraction_zero_keeps_every_row_for_training(toy, tmp_path):
     train, valid = str(tmp_path / "train"), str(tmp_path / "valid")
-    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0)
+    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0,
+                                       split="user")
     assert stats["validation_rows"] == 0 and stats["train_rows"] == len(toy["table"]["clk"])
     assert os.listdir(valid) == ["_SUCCESS"]
+
+
+def test_time_split_holds_out_the_latest_rows_of_known_users(toy, tmp_path):
+    train, valid = str(tmp_path / "train"), str(tmp_path / "valid")
+    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0.2,
+                                       split="time")
+    whole = pd.DataFrame(toy["table"])
+    got_train, got_valid = _read_part(train), _read_part(valid)
+    assert stats == {"train_rows": 384, "validation_rows": 96, "split": "time", "key": "",
+                     "fraction": 0.2}
+    np.testing.assert_allclose(got_valid["x"].to_numpy(), whole["x"][384:].to_numpy())
+    np.testing.assert_allclose(got_train["x"].to_numpy(), whole["x"][:384].to_numpy())
+    stats = selection.split_validation(toy["data"], toy["config"], train, valid, fraction=0,
+                                       split="time")
+    assert stats["train_rows"] == 480 and os.listdir(valid) == ["_SUCCESS"]
+    with pytest.raises(ValueError, match="validation_split must be one of"):
+        selection.split_validation(toy["data"], toy["config"], train, valid, split="day")
 
 
 def test_split_key_is_named_or_gauc_uid_field_or_refused(toy):
@@ -89,7 +108,12 @@ def test_a_split_that_leaves_a_part_empty_says_why(toy, tmp_path):
     data = toy_models.write_csv(tmp_path / "one_user.csv", table)
     with pytest.raises(ValueError, match="without rows: too few distinct user_id"):
         selection.split_validation(data, toy["config"], str(tmp_path / "t"),
-                                   str(tmp_path / "v"), fraction=0.01)
+                                   str(tmp_path / "v"), fraction=0.01, split="user")
+    one_row = toy_models.write_csv(tmp_path / "one_row.csv",
+                                   toy_models.make_table(users=1, rows_per_user=1))
+    with pytest.raises(ValueError, match=r"by time \(row order.*without rows: too few rows"):
+        selection.split_validation(one_row, toy["config"], str(tmp_path / "t2"),
+                                   str(tmp_path / "v2"), fraction=0.1)
 
 
 # ---------------------------------------------------------------- the choice
@@ -181,7 +205,7 @@ def trained(tmp_path_factory):
                                 generated.split("eval"), batch_size=64)
     cfg = load_config(data.student_config)
     train, valid = str(root / "split" / "train"), str(root / "split" / "valid")
-    selection.split_validation(data.train_path, cfg, train, valid, fraction=0.2)
+    selection.split_validation(data.train_path, cfg, train, valid, fraction=0.2, split="user")
     columns = pd.DataFrame(generated.split("train"))
     held = folds.buckets(columns[sample.USER_ID].astype(str).to_numpy(), 100,
                          salt=folds.HOLDOUT_SALT) < 20

@@ -10,13 +10,14 @@ from components.images import RUNTIME_IMAGE
 def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
                   validation_fraction: float, validation_key: str, run_date: str,
                   champion: str, train: Output[Dataset], validation: Output[Dataset],
-                  max_bad_rows_fraction: float = 0.0) -> list:
+                  max_bad_rows_fraction: float = 0.0, validation_split: str = "time") -> list:
     """Checks the kd variants against the student config and splits off the validation rows.
 
-    Rows whose key hashes into the holdout (``recdistill.selection``) go to ``validation``,
-    the rest to ``train``; every candidate (kd students, baseline) trains on ``train`` only,
-    and ``select_candidate`` chooses on ``validation``, so the eval table never chooses. The
-    variants are checked first: a bad one fails here, before any training.
+    The holdout's rows (``recdistill.selection``: the latest rows, or whole users) go to
+    ``validation``, the rest to ``train``; every model the run trains (teacher, kd students,
+    baseline) trains on ``train`` only and stops early on ``validation``, and
+    ``select_candidate`` chooses on it, so the eval table never chooses. The variants are
+    checked first: a bad one fails here, before any training.
 
     Args:
       train_data: the training table.
@@ -25,12 +26,15 @@ def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
         2, "loss_type": "KL_DIVERGENCE_LOSS"}]; [] trains the configured student only.
       validation_fraction: share of the keys held out, in steps of 0.01 (0: no split, every
         row trains and the configured kd student goes on unchosen).
-      validation_key: the key column ('' = the GAUC uid_field, else a kd session column).
+      validation_key: for ``validation_split`` user, the key column ('' = the GAUC
+        uid_field, else a kd session column); for time, the time column ('' = row order).
       run_date: the run's date; part of the cache key, and passed on in the items.
       champion: the champion's export ('' before the first push), passed on in the items.
       train: the training rows left after the holdout.
       validation: the held-out rows (none when validation_fraction is 0).
       max_bad_rows_fraction: malformed rows tolerated while reading the table.
+      validation_split: ``time`` (the latest rows of the training window) or ``user`` (whole
+        users, by a hash of the key): ``recdistill.selection``.
 
     Returns:
       the items of the pipeline's ParallelFor, the configured student first, each
@@ -44,10 +48,10 @@ def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
 
     candidates, split = steps.prepare_sweep(
         config, train_data.uri, train.uri, validation.uri, variants_json=kd_variants,
-        fraction=validation_fraction, key=validation_key,
+        fraction=validation_fraction, key=validation_key, split=validation_split,
         max_bad_rows_fraction=max_bad_rows_fraction)
     train.metadata.update(rows=split["train_rows"], key=split["key"])
     validation.metadata.update(rows=split["validation_rows"], key=split["key"],
-                               fraction=split["fraction"])
+                               fraction=split["fraction"], split=split["split"])
     return [{"candidate": json.dumps(candidate), "warm_start": champion, "run_date": run_date}
             for candidate in candidates]

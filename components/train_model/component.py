@@ -11,13 +11,15 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
                 run_date: str, model: Output[Model], metrics: Output[Metrics],
                 report: Output[HTML], warm_start: str = "", without_kd: bool = False,
                 num_steps: int = 0, mixed_precision: bool = False, workers: int = 1,
-                kd_variant: str = ""):
+                kd_variant: str = "", validation: Input[Dataset] = None,
+                validation_fraction: float = 0.0):
     """Trains the model of ``config``: hard-label loss plus every kd block's loss.
 
     Args:
       config: URI of the EasyRec config.
       train_data: the training table (with soft-label columns for a kd student).
-      eval_data: the evaluation table, scored at the end of training.
+      eval_data: the evaluation table, scored at the end of training (and by early stopping)
+        when there is no validation split.
       run_date: the run's date; part of the cache key.
       model: the trained model (model_dir with its export).
       metrics: the training report's scalars (final loss, eval AUC, ...).
@@ -31,6 +33,10 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
         (the pipeline root must be on gs://) and waits for it.
       kd_variant: a kd sweep candidate as JSON, {"name", "overrides"} (``prepare_sweep``):
         its overrides apply to the kd blocks, its name goes into the model's metadata.
+      validation: the kd sweep's validation rows (``prepare_sweep``): with
+        ``validation_fraction`` > 0 training evaluates on them instead of ``eval_data``, so
+        the eval table picks no checkpoint of a model it later blesses.
+      validation_fraction: the split's fraction; 0: no validation rows, ``eval_data`` is used.
     """
     import json
 
@@ -42,7 +48,9 @@ def train_model(config: str, train_data: Input[Dataset], eval_data: Input[Datase
                                without_kd=without_kd, num_steps=num_steps,
                                mixed_precision=mixed_precision, report_copy=report.path,
                                workers=workers, kd_overrides=candidate.get("overrides"),
-                               variant_name=candidate.get("name", "variant"))
+                               variant_name=candidate.get("name", "variant"),
+                               validation_uri=(validation.uri if validation is not None
+                                               and validation_fraction > 0 else ""))
     if candidate:
         model.metadata.update(candidate=candidate["name"], overrides=candidate["overrides"])
     for key, value in sorted(result.metrics.items()):

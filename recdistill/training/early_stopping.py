@@ -1,11 +1,15 @@
 """Early stopping on the eval metric, keeping the best weights for export.
 
 A teacher trained too long memorises the rows it will then label, and its soft labels repeat
-the clicks (issue 11). ``train_config.early_stopping`` evaluates every ``eval_every_steps``,
-keeps the weights of the best evaluation in ``<model_dir>/best-<step>/`` and stops after
-``patience`` evaluations without an improvement of more than ``min_delta``; the export then
-holds those best weights, and ``recdistill.json`` their eval metrics (the soft-label job's
-leak guard compares its ``eval_auc`` with the AUC on the rows it scores).
+the clicks (issue 11). ``train_config.early_stopping`` evaluates every ``eval_every_steps``
+on the training's eval data: in the pipeline the kd sweep's validation split when it carved
+one (``recdistill.steps.train_model``'s ``validation_uri``), since a checkpoint picked on the
+eval table would make that table's verdict on the model optimistic; else the eval table
+(``recdistill train --eval``, ``validation_fraction`` 0). It keeps the weights of the best
+evaluation in ``<model_dir>/best-<step>/`` and stops after ``patience`` evaluations without
+an improvement of more than ``min_delta``; the export then holds those best weights, and
+``recdistill.json`` their eval metrics (the soft-label job's leak guard compares its
+``eval_auc`` with the AUC on the rows it scores: held-out rows either way).
 
 State lives in ``<model_dir>/early_stopping.json`` (every evaluation, the best step, where
 training stopped), written after each evaluation and after the checkpoint of the same step,

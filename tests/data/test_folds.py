@@ -91,3 +91,63 @@ def test_split_table_errors_name_the_problem_and_leave_nothing(tmp_path):
         folds.split_table(src, cfg, key="user", num_buckets=2, salt="s",
                           parts={str(tmp_path / "a"): (2,)})
     assert not (tmp_path / "a").exists()
+
+
+# ---------------------------------------------------------------- the latest rows (time holdout)
+
+
+def _timed_table(tmp_path, cfg, times):
+    table = pa.table({"label": pa.array(np.arange(len(times)) % 2, pa.int32()),
+                      "user": pa.array(np.arange(len(times)) % 7, pa.int64()),
+                      "item": pa.array([f"i{n}" for n in range(len(times))])})
+    return tables.write_table(table, str(tmp_path / "in"), cfg)
+
+
+@pytest.mark.parametrize("input_type", ["CSVInput", "ParquetInput"])
+def test_split_latest_by_row_order_takes_the_last_rows_in_order(tmp_path, monkeypatch,
+                                                                input_type):
+    monkeypatch.setattr(folds, "SHARD_ROWS", 64)  # batches of 16: the cut falls inside one
+    cfg = _config(input_type)
+    src = _timed_table(tmp_path, cfg, range(203))
+    early, late = str(tmp_path / "early"), str(tmp_path / "late")
+    rows = folds.split_latest(src, cfg, fraction=0.1, earlier_uri=early, latest_uri=late)
+    assert rows == {early: 183, late: 20}  # round(20.3)
+    assert tables.read_table(late, cfg).column("item").to_pylist() == \
+        [f"i{n}" for n in range(183, 203)]
+    assert tables.read_table(early, cfg).column("item").to_pylist() == \
+        [f"i{n}" for n in range(183)]
+    assert fsys.is_complete(early) and fsys.is_complete(late)
+
+
+def test_split_latest_by_a_time_column_keeps_ties_together(tmp_path, monkeypatch):
+    monkeypatch.setattr(folds, "SHARD_ROWS", 64)
+    cfg = text_format.Parse('input_type: CSVInput\n' + FIELDS +
+                            'input_fields { input_name: "ts" input_type: INT64 }',
+                            pipeline_pb2.DatasetConfig())
+    # not in time order: the column decides, not the position; ts 90 is shared by 3 rows
+    ts = np.array([50, 95, 10, 90, 99, 20, 90, 30, 90, 97] * 10)
+    table = pa.table({"label": pa.array(np.arange(100) % 2, pa.int32()),
+                      "user": pa.array(np.arange(100), pa.int64()),
+                      "item": pa.array([f"i{n}" for n in range(100)]),
+                      "ts": pa.array(ts, pa.int64())})
+    src = tables.write_table(table, str(tmp_path / "in"), cfg)
+    early, late = str(tmp_path / "early"), str(tmp_path / "late")
+    # the latest 35% start inside the ties at 90: all 60 rows at >= 90 go to the latest part
+    rows = folds.split_latest(src, cfg, fraction=0.35, earlier_uri=early, latest_uri=late,
+                              time_column="ts")
+    assert rows == {early: 40, late: 60}
+    got = tables.read_table(late, cfg)
+    assert got.column("item").to_pylist() == [f"i{n}" for n in np.flatnonzero(ts >= 90)]
+    assert min(got.column("ts").to_pylist()) == 90
+    assert max(tables.read_table(early, cfg).column("ts").to_pylist()) == 50
+
+
+def test_split_latest_errors_name_the_problem(tmp_path):
+    cfg = _config()
+    src = _timed_table(tmp_path, cfg, range(10))
+    parts = dict(earlier_uri=str(tmp_path / "a"), latest_uri=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="time column 'ts' is not an input field"):
+        folds.split_latest(src, cfg, fraction=0.1, time_column="ts", **parts)
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\), got 1"):
+        folds.split_latest(src, cfg, fraction=1, **parts)
+    assert not (tmp_path / "a").exists()

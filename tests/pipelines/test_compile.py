@@ -194,13 +194,23 @@ def test_kd_candidates_train_in_parallel_and_the_chosen_one_is_evaluated_and_pus
         "taskOutputArtifact": {"outputArtifactKey": "model", "producerTask": "select-candidate"}}
     baseline = tasks["train-model-2"]["inputs"]["parameters"]["warm_start"]
     assert baseline["taskOutputParameter"]["producerTask"] == "current-champion"
-    # no candidate trains on the held-out rows
-    for task in ("generate-soft-labels", "train-model-2"):
+    # no model trains on the held-out rows, and every one stops early on them, not on eval
+    for task in ("generate-soft-labels", "train-model-2", "prepare-teacher"):
         assert tasks[task]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"] == {
             "outputArtifactKey": "train", "producerTask": "prepare-sweep"}
+    students = next(task for task in _all_tasks(spec).values()
+                    if task["componentRef"]["name"] == "comp-train-model")
+    for inputs in (tasks["prepare-teacher"]["inputs"], tasks["train-model-2"]["inputs"]):
+        assert inputs["artifacts"]["validation"]["taskOutputArtifact"] == {
+            "outputArtifactKey": "validation", "producerTask": "prepare-sweep"}
+        assert inputs["parameters"]["validation_fraction"]["componentInputParameter"] == \
+            "validation_fraction"
+    assert students["inputs"]["artifacts"]["validation"]["componentInputArtifact"] == \
+        "pipelinechannel--prepare-sweep-validation"
     defaults = spec[0]["root"]["inputDefinitions"]["parameters"]
     assert defaults["validation_fraction"]["defaultValue"] == 0.1
     assert defaults["kd_variants"]["defaultValue"] == []
+    assert defaults["validation_split"]["defaultValue"] == "time"
 
 
 def test_yaml_holds_no_credentials_or_local_paths(fresh):

@@ -13,12 +13,13 @@ def test_train_fold_teacher_passes_uris_and_fold(record, artifact, tmp_path):
     train_fold_teacher.python_func(
         config="t.config", student_config="s.config", key="", fold=1, num_folds=3,
         train_data=artifact(Dataset, "train"), eval_data=artifact(Dataset, "eval"),
-        run_date="d", teacher=teacher, num_steps=5)
+        run_date="d", teacher=teacher, num_steps=5, validation=artifact(Dataset, "valid"),
+        validation_fraction=0.2)
     [(_, args, kwargs)] = calls
     assert args == ("t.config", teacher.uri)
     assert kwargs == dict(student_config_uri="s.config", num_folds=3, fold=1, key="",
                           train_uri=str(tmp_path / "train"), eval_uri=str(tmp_path / "eval"),
-                          num_steps=5)
+                          num_steps=5, validation_uri=str(tmp_path / "valid"))
     assert teacher.metadata == {"fold": 1}
 
 

@@ -21,6 +21,7 @@ def test_train_model_logs_every_training_metric(record, artifact):
     assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is True
     assert kwargs["report_copy"] == report.path
     assert kwargs["workers"] == 1  # the default: train in the step's own pod
+    assert kwargs["validation_uri"] == ""  # no split: eval_data, as before
     assert metrics.metadata == {"eval_auc": 0.71, "loss": 0.4}
 
 
@@ -32,6 +33,18 @@ def test_train_model_forwards_the_worker_count(record, artifact):
         metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"), workers=4)
     [(_, _, kwargs)] = calls
     assert kwargs["workers"] == 4
+
+
+def test_train_model_stops_on_the_validation_split_when_there_is_one(record, artifact):
+    calls = record("train_model", types.SimpleNamespace(metrics={}))
+    valid = artifact(Dataset, "valid")
+    for fraction, expected in ((0.1, valid.uri), (0.0, "")):
+        train_model.python_func(
+            config="s.config", train_data=artifact(Dataset, "train"),
+            eval_data=artifact(Dataset, "eval"), run_date="d", model=artifact(Model, "model"),
+            metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"),
+            validation=valid, validation_fraction=fraction)
+        assert calls[-1][2]["validation_uri"] == expected
 
 
 def test_a_kd_sweep_candidate_overrides_the_kd_blocks_and_names_the_model(record, artifact):
