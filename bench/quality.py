@@ -239,12 +239,18 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
 
 
-def train_model(cfg, seed: int, model_dir: str, train_uri: str) -> str:
-    """Trains ``cfg`` from scratch with ``seed``; returns its export folder."""
+def train_model(cfg, seed: int, model_dir: str, train_uri: str,
+                eval_uri: str | None = None) -> str:
+    """Trains ``cfg`` from scratch with ``seed``; returns its export folder.
+
+    ``eval_uri`` is the table its eval metrics and early stopping read (default: the
+    config's ``eval_input_path``).
+    """
     from recdistill import training
 
     seed_everything(seed)
-    return training.train(cfg, train_uri=train_uri, model_dir=model_dir).export_dir
+    return training.train(cfg, train_uri=train_uri, eval_uri=eval_uri,
+                          model_dir=model_dir).export_dir
 
 
 def label_training_data(teacher_export: str, student_cfg, train_uri: str, out_dir: str) -> str:
@@ -605,6 +611,9 @@ def parse_args(argv=None):
                              "evaluated (each setting over the seeds it has)")
     parser.add_argument("--work-dir", default="",
                         help="models, soft labels and evaluations (default: a temp folder)")
+    parser.add_argument("--validation-split", choices=("time", "user"), default="time",
+                        help="scenarios suite: the kd sweep's holdout (the pipeline's "
+                             "validation_split; default time, as shipped)")
     return parser.parse_args(argv)
 
 
@@ -621,7 +630,8 @@ def run_suite(suite: Suite, args, work_dir: str) -> str:
     if suite.name == SCENARIOS:
         import quality_scenarios
 
-        return quality_scenarios.run(args.data, data, args.seeds, work_dir, args.out, clock)
+        return quality_scenarios.run(args.data, data, args.seeds, work_dir, args.out, clock,
+                                     split=args.validation_split)
     suite_dir = os.path.join(work_dir, suite.name)
     unknown = set(args.only) - {s.name for s in suite.settings}
     if unknown:

@@ -4,9 +4,10 @@ The two teachers with which fixed kd lost to its baseline in issue 11: a *memori
 (teacher.config's DCN trained 10 epochs on the student's rows, no early stopping: its soft
 labels on those rows repeat the clicks) and a *weak* one (a DCN on the student's own features
 for one epoch, below the student). For each dataset and seed the training table is split as
-the pipeline's kd sweep splits it (``recdistill.selection.split_validation``: a validation
-holdout of whole users), every model trains on the train part (the student's rows), and the
-soft labels come in three kinds:
+the pipeline's kd sweep splits it (``recdistill.selection.split_validation``: the latest
+10% of the rows by default, as shipped, or whole users with ``--validation-split user``), every
+model trains on the train part (the student's rows) and, as in the pipeline, evaluates and
+stops early on the validation part, and the soft labels come in three kinds:
 
 - *in-fold*: the teacher labels the rows it trained on (what ``prepare_teacher`` did before);
 - *cross-fitted*: K = 2 fold teachers of the same config, each trained without one fold of
@@ -14,7 +15,7 @@ soft labels come in three kinds:
   (``soft_labels.job`` with the fold teachers, ``recdistill.cross_fit``);
 - *early-stopped*: the shipped teacher.config (a 3-epoch budget with
   ``train_config.early_stopping``: one evaluation per epoch, patience 2, exported at its best
-  eval AUC), labelling the rows it trained on.
+  validation AUC), labelling the rows it trained on.
 
 Each soft-label set trains the student with its kd block as shipped (fixed kd: CE, T = 1),
 beside one baseline without kd. The *pushed* model is what the pipeline sends to blessing with
@@ -81,14 +82,15 @@ def teacher_config(kind: str, teacher_cfg, student_cfg, train_rows: int):
     return cfg
 
 
-def split_training_table(data, student_cfg, out_dir: str) -> tuple:
-    """The train and validation parts of train.csv, as the kd sweep carves them."""
+def split_training_table(data, student_cfg, out_dir: str, split: str) -> tuple:
+    """The train and validation parts of train.csv, as the kd sweep carves them (``split``:
+    the pipeline's ``validation_split``)."""
     from recdistill import selection
 
     train_uri, valid_uri = os.path.join(out_dir, "train"), os.path.join(out_dir, "valid")
     if not (os.path.isdir(train_uri) and os.path.isdir(valid_uri)):
         selection.split_validation(data.train_path, student_cfg, train_uri, valid_uri,
-                                   split="user")
+                                   split=split)
     return train_uri, valid_uri
 
 
@@ -110,7 +112,7 @@ def soft_labels(teachers, student_cfg, train_uri: str, out_dir: str, key: str = 
                                     runner="DirectRunner", cross_fit_key=key)
 
 
-def run_seed(seed: int, data, work_dir: str, clock: quality.Clock) -> dict:
+def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -> dict:
     """Every scenario for one seed; returns scenario name -> its measurements."""
     from recdistill import cross_fit, selection, training
     from recdistill.data import datasets
@@ -119,13 +121,13 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock) -> dict:
     student_cfg = config_lib.load_config(data.student_config)
     teacher_cfg = config_lib.load_config(data.teacher_config)
     train_uri, valid_uri = split_training_table(data, student_cfg,
-                                                os.path.join(work_dir, "split"))
+                                                os.path.join(work_dir, "split"), split)
     train_rows = _rows(train_uri)
     key = cross_fit.resolve_key(student_cfg)
 
     clock.say(f"seed {seed}: training {quality.NO_KD}")
     baseline = quality.train_model(config_lib.without_kd(student_cfg), seed,
-                                   paths.model(quality.NO_KD), train_uri)
+                                   paths.model(quality.NO_KD), train_uri, valid_uri)
     results = {}
     teachers = {}
     for scenario in SCENARIOS:
@@ -133,7 +135,7 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock) -> dict:
         if scenario.teacher not in teachers:
             clock.say(f"seed {seed}: training the {scenario.teacher} teacher")
             teachers[scenario.teacher] = quality.train_model(
-                cfg, seed, paths.model(scenario.teacher), train_uri)
+                cfg, seed, paths.model(scenario.teacher), train_uri, valid_uri)
         teacher = teachers[scenario.teacher]
         scoring, fold_key = teacher, ""
         if scenario.soft_labels == CROSS_FITTED:
@@ -149,14 +151,14 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock) -> dict:
                           f"fold {fold}")
                 quality.seed_everything(seed)
                 scoring.append(training.train(
-                    fold_cfg, train_uri=train_uri,
+                    fold_cfg, train_uri=train_uri, eval_uri=valid_uri,
                     model_dir=paths.model(f"{scenario.teacher} fold {fold}"),
                     exclude_fold=datasets.ExcludedFold(key, FOLDS, fold)).export_dir)
         clock.say(f"seed {seed}: {scenario.name}: soft labels, kd student, selection")
         stats = soft_labels(scoring, student_cfg, train_uri,
                             paths.soft_labels(scenario.name), fold_key)
         student = quality.train_model(student_cfg, seed, paths.model(scenario.name),
-                                      paths.soft_labels(scenario.name))
+                                      paths.soft_labels(scenario.name), valid_uri)
         chosen = selection.select({"kd": student}, baseline, valid_uri, student_cfg,
                                   paths.evaluation(f"{scenario.name} selection"))
         models = quality.evaluate_student(student, student_cfg, data.eval_path, teacher,
@@ -214,14 +216,17 @@ def table(per_seed: list) -> str:
 
 
 def run(data_name: str, data, seeds: int, work_dir: str, out_dir: str,
-        clock: quality.Clock) -> str:
-    """Runs every scenario over ``seeds`` seeds; writes quality-scenarios-<data>.md."""
-    per_seed = [run_seed(seed, data, os.path.join(work_dir, "scenarios"), clock)
+        clock: quality.Clock, split: str = "time") -> str:
+    """Runs every scenario over ``seeds`` seeds with the ``split`` holdout; writes
+    quality-scenarios-<data>-<split>-holdout.md."""
+    per_seed = [run_seed(seed, data, os.path.join(work_dir, f"scenarios-{split}"), clock,
+                         split)
                 for seed in range(seeds)]
     text = table(per_seed)
     print(text)
     return quality.write_text_report(
-        out_dir, f"quality-scenarios-{data_name}.md",
-        f"# kd failure scenarios on {data_name}\n\n{__doc__.split(chr(10) * 2, 1)[1]}\n"
+        out_dir, f"quality-scenarios-{data_name}-{split}-holdout.md",
+        f"# kd failure scenarios on {data_name}, {split} holdout\n\n"
+        f"{__doc__.split(chr(10) * 2, 1)[1]}\n"
         f"Mean ± std over {seeds} seed(s) of the per-seed difference to the baseline.\n\n"
         f"{text}\n\n", clock.elapsed())
