@@ -611,9 +611,9 @@ def parse_args(argv=None):
                              "evaluated (each setting over the seeds it has)")
     parser.add_argument("--work-dir", default="",
                         help="models, soft labels and evaluations (default: a temp folder)")
-    parser.add_argument("--validation-split", choices=("time", "user"), default="time",
+    parser.add_argument("--validation-split", choices=("user", "time"), default="user",
                         help="scenarios suite: the kd sweep's holdout (the pipeline's "
-                             "validation_split; default time, as shipped)")
+                             "validation_split; default user, as shipped)")
     return parser.parse_args(argv)
 
 

@@ -4,8 +4,8 @@ The two teachers with which fixed kd lost to its baseline in issue 11: a *memori
 (teacher.config's DCN trained 10 epochs on the student's rows, no early stopping: its soft
 labels on those rows repeat the clicks) and a *weak* one (a DCN on the student's own features
 for one epoch, below the student). For each dataset and seed the training table is split as
-the pipeline's kd sweep splits it (``recdistill.selection.split_validation``: the latest
-10% of the rows by default, as shipped, or whole users with ``--validation-split user``), every
+the pipeline's kd sweep splits it (``recdistill.selection.split_validation``: 10% of the
+users by default, as shipped, or the latest 10% of rows with ``--validation-split time``), every
 model trains on the train part (the student's rows) and, as in the pipeline, evaluates and
 stops early on the validation part, and the soft labels come in three kinds:
 
@@ -216,7 +216,7 @@ def table(per_seed: list) -> str:
 
 
 def run(data_name: str, data, seeds: int, work_dir: str, out_dir: str,
-        clock: quality.Clock, split: str = "time") -> str:
+        clock: quality.Clock, split: str = "user") -> str:
     """Runs every scenario over ``seeds`` seeds with the ``split`` holdout; writes
     quality-scenarios-<data>-<split>-holdout.md."""
     per_seed = [run_seed(seed, data, os.path.join(work_dir, f"scenarios-{split}"), clock,

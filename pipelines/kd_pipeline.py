@@ -132,7 +132,7 @@ def kd_pipeline(
     validation_fraction: float = 0.1,
     validation_key: str = "",
     selection_metric: str = "auc",
-    validation_split: str = "time",
+    validation_split: str = "user",
 ):
     """Distils a teacher into the student of ``student_config`` and pushes it when blessed.
 
@@ -180,8 +180,8 @@ def kd_pipeline(
       validation_key: for validation_split user, the key column ('' = the GAUC uid_field,
         else a kd session column); for time, the time column ('' = row order).
       selection_metric: auc or gauc, on the validation rows.
-      validation_split: time (the latest rows of the training window, like the eval
-        table's later rows) or user (whole users held out, by a hash of validation_key).
+      validation_split: user (whole users held out, by a hash of validation_key) or time
+        (the latest rows of the training window, like the eval table's later rows).
     """
     gpu = dict(cpu=trainer_cpu, memory=trainer_memory, node_selector=trainer_node_selector,
                tolerations=trainer_tolerations)

@@ -53,7 +53,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
               serving_dir: str | None = None, cross_fit_folds: int = 0,
               cross_fit_key: str = "", kd_variants: list | None = None,
               validation_fraction: float = 0.1, validation_key: str = "",
-              selection_metric: str = "auc", validation_split: str = "time") -> LocalRun:
+              selection_metric: str = "auc", validation_split: str = "user") -> LocalRun:
     """Runs the pipeline with kfp.local (by default its SubprocessRunner).
 
     Args:
@@ -80,7 +80,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
       validation_key: the holdout's column: the key for ``user`` ('' = the GAUC uid_field),
         the time column for ``time`` ('' = row order).
       selection_metric: auc or gauc on the validation rows.
-      validation_split: time (the latest training rows) or user (whole users held out).
+      validation_split: user (whole users held out) or time (the latest training rows).
 
     Raises:
       ValueError: a user config was given without its data.

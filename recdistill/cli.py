@@ -361,9 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training rows (by --validation-key) held out to choose among the kd "
                         "students and the baseline, in steps of 0.01 (default 0.1; 0: no "
                         "choice, the configured kd student goes on)")
-    p.add_argument("--validation-split", choices=("time", "user"), default="time",
-                   help="the holdout: time (the latest training rows, default) or user "
-                        "(whole users, by a hash of --validation-key)")
+    p.add_argument("--validation-split", choices=("user", "time"), default="user",
+                   help="the holdout: user (whole users, by a hash of --validation-key; "
+                        "default) or time (the latest training rows)")
     p.add_argument("--validation-key", default="",
                    help="the holdout's column: for user, the key column (default: the GAUC "
                         "uid_field, else a kd session column); for time, the time column "

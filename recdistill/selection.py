@@ -42,9 +42,10 @@ DEFAULT_FRACTION = 0.1
 #: known users, like the eval table).
 USER, TIME = "user", "time"
 SPLITS = (USER, TIME)
-#: The default: on the sample, the time holdout ranked the kd students and the baseline
-#: more like the eval table than the user holdout (README, kd sweep and selection).
-DEFAULT_SPLIT = TIME
+#: The default: the user holdout never pushed a model below its baseline in the failure
+#: scenarios (3 seeds, sample and MovieLens); the time holdout agreed better with eval on the
+#: sample but pushed kd students that lost on MovieLens (README, kd sweep and selection).
+DEFAULT_SPLIT = USER
 METRICS = ("auc", "gauc")
 BASELINE = evaluation.BASELINE
 SELECTION_FILE = "selection.json"

@@ -199,7 +199,7 @@ def cross_fit_plan(config_uri: str, num_folds: int, key: str = "") -> tuple:
 
 def prepare_sweep(config_uri: str, input_uri: str, train_uri: str, validation_uri: str, *,
                   variants_json="", fraction: float = 0.1, key: str = "",
-                  split: str = "time", max_bad_rows_fraction: float = 0.0) -> tuple:
+                  split: str = "user", max_bad_rows_fraction: float = 0.0) -> tuple:
     """Checks the kd variants, then carves the validation split (``recdistill.selection``).
 
     The variants are applied to the config before the table is read, so a bad one fails in

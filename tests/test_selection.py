@@ -113,7 +113,7 @@ def test_a_split_that_leaves_a_part_empty_says_why(toy, tmp_path):
                                    toy_models.make_table(users=1, rows_per_user=1))
     with pytest.raises(ValueError, match=r"by time \(row order.*without rows: too few rows"):
         selection.split_validation(one_row, toy["config"], str(tmp_path / "t2"),
-                                   str(tmp_path / "v2"), fraction=0.1)
+                                   str(tmp_path / "v2"), fraction=0.1, split="time")
 
 
 # ---------------------------------------------------------------- the choice

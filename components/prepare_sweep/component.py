@@ -10,7 +10,7 @@ from components.images import RUNTIME_IMAGE
 def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
                   validation_fraction: float, validation_key: str, run_date: str,
                   champion: str, train: Output[Dataset], validation: Output[Dataset],
-                  max_bad_rows_fraction: float = 0.0, validation_split: str = "time") -> list:
+                  max_bad_rows_fraction: float = 0.0, validation_split: str = "user") -> list:
     """Checks the kd variants against the student config and splits off the validation rows.
 
     The holdout's rows (``recdistill.selection``: the latest rows, or whole users) go to
@@ -33,8 +33,8 @@ def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
       train: the training rows left after the holdout.
       validation: the held-out rows (none when validation_fraction is 0).
       max_bad_rows_fraction: malformed rows tolerated while reading the table.
-      validation_split: ``time`` (the latest rows of the training window) or ``user`` (whole
-        users, by a hash of the key): ``recdistill.selection``.
+      validation_split: ``user`` (whole users, by a hash of the key) or ``time`` (the latest
+        rows of the training window): ``recdistill.selection``.
 
     Returns:
       the items of the pipeline's ParallelFor, the configured student first, each

@@ -210,7 +210,7 @@ def test_kd_candidates_train_in_parallel_and_the_chosen_one_is_evaluated_and_pus
     defaults = spec[0]["root"]["inputDefinitions"]["parameters"]
     assert defaults["validation_fraction"]["defaultValue"] == 0.1
     assert defaults["kd_variants"]["defaultValue"] == []
-    assert defaults["validation_split"]["defaultValue"] == "time"
+    assert defaults["validation_split"]["defaultValue"] == "user"
 
 
 def test_yaml_holds_no_credentials_or_local_paths(fresh):
