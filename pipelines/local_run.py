@@ -5,6 +5,7 @@ arguments it writes the bundled synthetic sample and distils its DCN teacher int
 student, leaving the pushed model in ``<workdir>/serving/<version>/``.
 """
 
+import builtins
 import dataclasses
 import datetime
 import json
@@ -112,6 +113,10 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
     # The containers' user shares only its group with this process: folders created here
     # (run and task folders included) must be group-writable while the run lasts.
     umask = os.umask(0o002) if docker else None
+    # kfp.local (2.17.3) indents every task's output by swapping builtins.print in and out;
+    # ParallelFor iterations run in threads, and two of them swapping at once can leave the
+    # indenting print installed after the run. Put this process's own print back.
+    own_print = builtins.print
     try:
         if docker:
             _share_with_containers(work)
@@ -125,6 +130,7 @@ def run_local(workdir: str = "runs/local", *, student_config: str | None = None,
                     run_date=run_date or datetime.datetime.now(datetime.timezone.utc).strftime(
                         "%Y-%m-%d"))
     finally:
+        builtins.print = own_print
         if umask is not None:
             os.umask(umask)
     seconds = time.perf_counter() - started

@@ -114,7 +114,8 @@ def test_cli_submit_parses_key_value_parameters(kfp_api, capsys):
     argv += [f"{k}={v}" for k, v in PARAMS.items()] + ["num_steps=50", 'beam_args=["--a=1"]']
     assert cli.main(argv) == 0
 
-    assert capsys.readouterr().out.splitlines()[-1] == "run-1"
+    # strip: a kfp.local run earlier in this process may have left kfp's indenting print
+    assert capsys.readouterr().out.splitlines()[-1].strip() == "run-1"
     [run] = _posts(requests, "/apis/v2beta1/runs")
     assert run["runtime_config"]["parameters"] == {**PARAMS, "num_steps": 50,
                                                    "beam_args": ["--a=1"]}
