@@ -20,8 +20,10 @@ stops early on the validation part, and the soft labels come in three kinds:
 Each soft-label set trains the student with its kd block as shipped (fixed kd: CE, T = 1),
 beside one baseline without kd. The *pushed* model is what the pipeline sends to blessing with
 its shipped defaults: the best of {kd, baseline} on the validation part
-(``recdistill.selection.select``; a tie goes to the baseline). Everything is evaluated on
-eval.csv, which no choice looked at. The soft-label job's leak guard (teacher AUC on the rows
+(``recdistill.selection.select``; a tie goes to the baseline). The *sweep* adds the kd
+variants ``SWEEP_VARIANTS`` (pipeline parameter ``kd_variants``) on the same soft labels and
+pushes the best of {kd, its variants, baseline} on the validation part. Everything is
+evaluated on eval.csv, which no choice looked at. The soft-label job's leak guard (teacher AUC on the rows
 it scored vs its eval AUC) is reported beside.
 """
 
@@ -41,6 +43,9 @@ IN_FOLD, CROSS_FITTED = "in-fold", "cross-fitted"
 TEACHER_EPOCHS, WEAK_EPOCHS = 10, 1
 #: Fold teachers of the cross-fitted soft labels (issue 11 tried 2).
 FOLDS = 2
+#: The sweep's kd variants beside the configured block (``kd_variants`` of the pipeline): less
+#: kd, and softer soft labels.
+SWEEP_VARIANTS = ({"loss_weight": 0.3}, {"temperature": 2})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +117,31 @@ def soft_labels(teachers, student_cfg, train_uri: str, out_dir: str, key: str = 
                                     runner="DirectRunner", cross_fit_key=key)
 
 
+def sweep(student: str, baseline: str, student_cfg, seed: int, paths, scenario: str,
+          valid_uri: str):
+    """Trains the ``SWEEP_VARIANTS`` students on the scenario's soft labels and chooses among
+    them, the configured kd ``student`` and the ``baseline`` on ``valid_uri``, as the
+    pipeline's select_candidate does; returns the ``selection.Selection``."""
+    from recdistill import selection
+    from recdistill.kd import variants
+
+    kd_models, overrides = {variants.CONFIGURED: student}, {}
+    for index, variant in enumerate(SWEEP_VARIANTS):
+        name = variants.variant_name(index)
+        cfg = variants.apply_variant(student_cfg, variant, name)
+        kd_models[name] = quality.train_model(cfg, seed, paths.model(f"{scenario} {name}"),
+                                              paths.soft_labels(scenario), valid_uri)
+        overrides[name] = variant
+    return selection.select(kd_models, baseline, valid_uri, student_cfg,
+                            paths.evaluation(f"{scenario} sweep selection"),
+                            overrides=overrides)
+
+
 def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -> dict:
     """Every scenario for one seed; returns scenario name -> its measurements."""
-    from recdistill import cross_fit, selection, training
+    from recdistill import cross_fit, evaluation, selection, training
     from recdistill.data import datasets
+    from recdistill.kd import variants
 
     paths = quality.Paths(os.path.join(work_dir, f"seed{seed}"))
     student_cfg = config_lib.load_config(data.student_config)
@@ -159,10 +185,18 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -
                             paths.soft_labels(scenario.name), fold_key)
         student = quality.train_model(student_cfg, seed, paths.model(scenario.name),
                                       paths.soft_labels(scenario.name), valid_uri)
-        chosen = selection.select({"kd": student}, baseline, valid_uri, student_cfg,
-                                  paths.evaluation(f"{scenario.name} selection"))
+        chosen = selection.select({variants.CONFIGURED: student}, baseline, valid_uri,
+                                  student_cfg, paths.evaluation(f"{scenario.name} selection"))
         models = quality.evaluate_student(student, student_cfg, data.eval_path, teacher,
                                           baseline, paths.evaluation(scenario.name))
+        swept = sweep(student, baseline, student_cfg, seed, paths, scenario.name, valid_uri)
+        if swept.chosen == selection.BASELINE:
+            sweep_pushed = models["baseline"]
+        elif swept.chosen == variants.CONFIGURED:
+            sweep_pushed = models["student"]
+        else:
+            sweep_pushed = evaluation.compare_models(
+                data.eval_path, student_cfg, {swept.chosen: swept.chosen_uri})[swept.chosen]
         facts = stats["soft_labels"][config_lib.soft_label_fields(student_cfg)[0]]
         label = config_lib.hard_label_fields(student_cfg)[0]
         results[scenario.name] = {
@@ -170,12 +204,30 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -
             "baseline": models["baseline"],
             "pushed": models["baseline" if chosen.chosen == selection.BASELINE else "student"],
             "pushed_kd": chosen.chosen != selection.BASELINE,
+            "sweep": sweep_pushed, "sweep_chosen": swept.chosen,
             "scored_auc": facts["teacher_auc"][label],
             "repeats_clicks": stats["leak_guard"]["repeats_clicks"],
         }
     clock.say(f"seed {seed}: done " + ", ".join(
         f"{name}: kd {r['kd']['auc']:.4f}, pushed {'kd' if r['pushed_kd'] else 'baseline'}"
         for name, r in results.items()))
+    return results
+
+
+def _seed_results(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -> dict:
+    """``run_seed``'s results, kept in the seed's folder so that a stopped run resumes at the
+    first seed it did not finish."""
+    import json
+
+    from recdistill.data import json_files
+
+    path = os.path.join(work_dir, f"seed{seed}", "results.json")
+    if os.path.exists(path):
+        clock.say(f"seed {seed}: results of an earlier run in {path}")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    results = run_seed(seed, data, work_dir, clock, split)
+    json_files.write_json(path, results)
     return results
 
 
@@ -195,8 +247,9 @@ def table(per_seed: list) -> str:
     lines = [f"DSSM no kd (baseline): AUC {baseline.mean():.4f} ± {baseline.std():.4f}\n",
              "| scenario | teacher eval AUC | teacher AUC on the rows it scored | leak guard "
              "| fixed kd − baseline (AUC) | pushed − baseline (AUC) | pushed − baseline "
-             "(GAUC) | pushed = kd |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(GAUC) | pushed = kd | sweep pushed − baseline (AUC) | sweep pushed − baseline "
+             "(GAUC) | sweep pushed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for scenario in SCENARIOS:
         runs = [r[scenario.name] for r in per_seed]
 
@@ -211,7 +264,9 @@ def table(per_seed: list) -> str:
             f"| {scored.mean():.4f} | {flagged}/{seeds} flagged "
             f"| {_pm(delta('kd', 'auc'))} | {_pm(delta('pushed', 'auc'))} "
             f"| {_pm(delta('pushed', 'gauc'))} "
-            f"| {sum(r['pushed_kd'] for r in runs)}/{seeds} |")
+            f"| {sum(r['pushed_kd'] for r in runs)}/{seeds} "
+            f"| {_pm(delta('sweep', 'auc'))} | {_pm(delta('sweep', 'gauc'))} "
+            f"| {', '.join(r['sweep_chosen'] for r in runs)} |")
     return "\n".join(lines)
 
 
@@ -219,8 +274,8 @@ def run(data_name: str, data, seeds: int, work_dir: str, out_dir: str,
         clock: quality.Clock, split: str = "user") -> str:
     """Runs every scenario over ``seeds`` seeds with the ``split`` holdout; writes
     quality-scenarios-<data>-<split>-holdout.md."""
-    per_seed = [run_seed(seed, data, os.path.join(work_dir, f"scenarios-{split}"), clock,
-                         split)
+    per_seed = [_seed_results(seed, data, os.path.join(work_dir, f"scenarios-{split}"), clock,
+                              split)
                 for seed in range(seeds)]
     text = table(per_seed)
     print(text)
