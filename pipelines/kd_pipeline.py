@@ -1,4 +1,4 @@
-"""The distillation pipeline: teacher → soft labels → students (+ baseline) → select →
+"""The distillation pipeline: teacher → soft labels → students and baseline → select →
 evaluate → push.
 
 Compiled to ``pipelines/kd_pipeline.yaml`` (``recdistill compile``), run with ``kfp run
@@ -232,30 +232,25 @@ def kd_pipeline(
         max_bad_rows_fraction=max_bad_rows_fraction, fold_teachers=fold_teachers),
         cpu=beam_cpu, memory=beam_memory).set_retry(**RETRY)
 
-    # The configured kd student and each variant: one pod each, in parallel (never empty:
-    # prepare_sweep lists the configured student first). Date and champion come in the items.
-    with dsl.ParallelFor(sweep.outputs["Output"], name="kd-candidates") as item:
-        student = _request_gpu(
-            train_model(config=student_config, train_data=soft_labels.outputs["soft_labels"],
-                        run_date=item.run_date, warm_start=item.warm_start,
-                        num_steps=num_steps, kd_variant=item.candidate, workers=train_workers,
-                        **stopping),
-            **gpu).set_display_name("train-student").set_retry(**RETRY)
-    # The baseline starts from the champion too: the choice compares kd, not warm vs cold.
-    baseline = _request_gpu(
-        train_model(config=student_config, train_data=train_rows, run_date=date,
-                    without_kd=True, warm_start=champion.output, num_steps=num_steps,
-                    workers=train_workers, **stopping),
-        **gpu).set_display_name("train-baseline").set_retry(**RETRY)
+    # The configured kd student, each variant and the baseline: one pod each, in parallel
+    # (prepare_sweep lists them; the baseline trains on the rows without soft labels and, like
+    # the students, starts from the champion, so the choice compares kd, not warm vs cold).
+    # Date and champion come in the items.
+    with dsl.ParallelFor(sweep.outputs["Output"], name="sweep-candidates") as item:
+        candidate = _request_gpu(
+            train_model(config=student_config, train_data=train_rows,
+                        soft_labels=soft_labels.outputs["soft_labels"], run_date=item.run_date,
+                        warm_start=item.warm_start, num_steps=num_steps,
+                        candidate=item.candidate, workers=train_workers, **stopping),
+            **gpu).set_display_name("train-candidate").set_retry(**RETRY)
 
     chosen = _request(select_candidate(
-        kd_models=dsl.Collected(student.outputs["model"]), baseline=baseline.outputs["model"],
-        validation=validation, config=student_config,
-        validation_fraction=validation_fraction, metric=selection_metric, run_date=date),
-        **cpu).set_retry(**RETRY)
+        candidates=dsl.Collected(candidate.outputs["model"]), validation=validation,
+        config=student_config, validation_fraction=validation_fraction,
+        metric=selection_metric, run_date=date), **cpu).set_retry(**RETRY)
     evaluation = _request(evaluate(model=chosen.outputs["model"], eval_data=eval_table.output,
                                    config=student_config, teacher=teacher.outputs["teacher"],
-                                   baseline=baseline.outputs["model"], champion=champion.output,
+                                   baseline=chosen.outputs["baseline"], champion=champion.output,
                                    thresholds=thresholds, run_date=date,
                                    selection=chosen.outputs["selection"]),
                           **cpu).set_retry(**RETRY)

@@ -240,9 +240,10 @@ def read_selection(uri: str) -> dict:
     return json_files.read_json(filesystems.join(uri, SELECTION_FILE))
 
 
-def copy_chosen(selection: Selection, model_dir: str) -> str:
-    """Copies the chosen model's export into ``model_dir``'s export folder; returns it."""
+def copy_export(model_uri: str, model_dir: str) -> str:
+    """Copies a candidate's export (the chosen one's, the baseline's) into ``model_dir``'s
+    export folder; returns it."""
     target = exported.export_dir(model_dir)
-    filesystems.copy_tree(exported.resolve_export(selection.chosen_uri), target)
+    filesystems.copy_tree(exported.resolve_export(model_uri), target)
     return target
 

@@ -206,7 +206,9 @@ def prepare_sweep(config_uri: str, input_uri: str, train_uri: str, validation_ur
     seconds, naming the variant and field.
 
     Returns:
-      (the kd candidates, ``recdistill.kd.variants.candidates``; the split's row counts).
+      (every model the sweep trains: the kd candidates, ``recdistill.kd.variants.candidates``,
+      then the baseline, ``{"name": "baseline", "overrides": {}, "without_kd": True}``, which
+      trains on the rows without soft labels; the split's row counts).
     """
     from recdistill import selection
 
@@ -216,15 +218,18 @@ def prepare_sweep(config_uri: str, input_uri: str, train_uri: str, validation_ur
     split = selection.split_validation(input_uri, cfg, train_uri, validation_uri,
                                        fraction=fraction, key=key, split=split,
                                        max_bad_rows_fraction=max_bad_rows_fraction)
-    return candidates, split
+    baseline = {"name": selection.BASELINE, "overrides": {}, "without_kd": True}
+    return [*candidates, baseline], split
 
 
 def select_candidate(config_uri: str, kd_models: Mapping[str, str], baseline_uri: str,
                      validation_uri: str, out_dir: str, model_dir: str, *,
                      metric: str = "auc", overrides: Mapping | None = None,
-                     report_copy: str = ""):
+                     report_copy: str = "", baseline_copy: str = ""):
     """Picks the kd sweep's candidate on the validation split (``recdistill.selection``) and
     copies its export into ``model_dir``; ``validation_uri`` '' picks the configured student.
+    ``baseline_copy``: also copy the baseline's export into that model_dir (the pipeline's
+    evaluation reads the baseline from this step, since it trains inside the sweep's loop).
 
     Returns:
       The ``recdistill.selection.Selection``.
@@ -234,7 +239,9 @@ def select_candidate(config_uri: str, kd_models: Mapping[str, str], baseline_uri
     chosen = selection.select(kd_models, baseline_uri, validation_uri,
                               config_lib.load_config(config_uri), out_dir, metric=metric,
                               overrides=overrides)
-    selection.copy_chosen(chosen, model_dir)
+    selection.copy_export(chosen.chosen_uri, model_dir)
+    if baseline_copy:
+        selection.copy_export(baseline_uri, baseline_copy)
     if report_copy:
         filesystems.copy_tree(filesystems.join(out_dir, selection.REPORT_FILE), report_copy)
     return chosen

@@ -28,8 +28,11 @@ def test_early_stopping_reads_the_validation_split_not_the_eval_table(tmp_path):
     with open(config_uri, "w") as f:
         f.write(config_lib.to_text(cfg))
     train, valid = str(tmp_path / "train"), str(tmp_path / "valid")
-    _, split = steps.prepare_sweep(data.student_config, data.train_path, train, valid,
-                                   fraction=0.2, split="time")
+    candidates, split = steps.prepare_sweep(data.student_config, data.train_path, train, valid,
+                                            fraction=0.2, split="time")
+    # the sweep trains the configured kd student and, beside it, the baseline without kd
+    assert candidates == [{"name": "kd", "overrides": {}},
+                          {"name": "baseline", "overrides": {}, "without_kd": True}]
     assert split["validation_rows"] == 96  # the latest 20% of 480 training rows
 
     def trained(name, validation_uri):

@@ -37,8 +37,9 @@ def prepare_sweep(train_data: Input[Dataset], config: str, kd_variants: list,
         rows of the training window): ``recdistill.selection``.
 
     Returns:
-      the items of the pipeline's ParallelFor, the configured student first, each
-      {"candidate": JSON text of {"name", "overrides"}, "warm_start": champion, "run_date"}.
+      the items of the pipeline's ParallelFor: the configured student first, then each
+      variant, then the baseline (trained without kd beside them), each {"candidate": JSON
+      text of {"name", "overrides", "without_kd"?}, "warm_start": champion, "run_date"}.
       The champion and date ride in the items because kfp.local 2.17.3 replaces every task
       output that enters a ParallelFor by the loop item (create_parameter_loop_iteration_task_spec).
     """

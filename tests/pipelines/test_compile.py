@@ -10,7 +10,7 @@ import yaml
 from components.images import RUNTIME_IMAGE, TRAINER_IMAGE
 from pipelines.compile import DEFAULT_OUTPUT, compile_pipeline
 
-TRAINING_TASKS = ("prepare-teacher", "train-model", "train-model-2")
+TRAINING_TASKS = ("prepare-teacher", "train-model")
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_training_steps_request_gpus_cpu_and_memory_on_the_trainer_image(spec, t
     assert "trainer_memory" in container["resources"]["resourceMemoryRequest"]
 
 
-@pytest.mark.parametrize("task", ("train-model", "train-model-2"))
+@pytest.mark.parametrize("task", ("train-model",))
 def test_students_get_one_gpu_on_the_gpu_nodes(spec, task):
     assert _executor(spec, task)["container"]["resources"]["accelerator"]["resourceCount"] == "1"
     config = _platform(spec, task)
@@ -136,7 +136,7 @@ def test_push_runs_only_when_evaluate_blesses(spec):
 
 
 IO_TASKS = ("prepare-teacher", "generate-soft-labels", "current-champion", "train-model",
-            "train-model-2", "evaluate", "push-model", "prepare-sweep", "select-candidate")
+            "evaluate", "push-model", "prepare-sweep", "select-candidate")
 
 
 @pytest.mark.parametrize("task", IO_TASKS)
@@ -181,31 +181,44 @@ def test_kd_candidates_train_in_parallel_and_the_chosen_one_is_evaluated_and_pus
     assert {"pipelinechannel--trainer_cpu", "pipelinechannel--trainer_memory"} <= \
         set(inner["parameters"])
     chosen = tasks["select-candidate"]["inputs"]["artifacts"]
-    assert chosen["kd_models"]["taskOutputArtifact"]["producerTask"] == next(
+    assert chosen["candidates"]["taskOutputArtifact"]["producerTask"] == next(
         name for name, task in tasks.items() if task is loop)
-    assert chosen["baseline"]["taskOutputArtifact"]["producerTask"] == "train-model-2"
+    assert "baseline" not in chosen  # the baseline is one of the loop's candidates
     assert chosen["validation"]["taskOutputArtifact"] == {"outputArtifactKey": "validation",
                                                           "producerTask": "prepare-sweep"}
     assert tasks["evaluate"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "model", "producerTask": "select-candidate"}
+    assert tasks["evaluate"]["inputs"]["artifacts"]["baseline"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "baseline", "producerTask": "select-candidate"}
     blessed = next(t for t in tasks.values() if t["componentRef"]["name"].startswith(
         "comp-condition"))
     assert blessed["inputs"]["artifacts"]["pipelinechannel--select-candidate-model"] == {
         "taskOutputArtifact": {"outputArtifactKey": "model", "producerTask": "select-candidate"}}
-    baseline = tasks["train-model-2"]["inputs"]["parameters"]["warm_start"]
-    assert baseline["taskOutputParameter"]["producerTask"] == "current-champion"
+    assert not any(task["componentRef"]["name"] == "comp-train-model" for task in tasks.values())
     # no model trains on the held-out rows, and every one stops early on them, not on eval
-    for task in ("generate-soft-labels", "train-model-2", "prepare-teacher"):
+    for task in ("generate-soft-labels", "prepare-teacher"):
         assert tasks[task]["inputs"]["artifacts"]["train_data"]["taskOutputArtifact"] == {
             "outputArtifactKey": "train", "producerTask": "prepare-sweep"}
-    students = next(task for task in _all_tasks(spec).values()
-                    if task["componentRef"]["name"] == "comp-train-model")
-    for inputs in (tasks["prepare-teacher"]["inputs"], tasks["train-model-2"]["inputs"]):
-        assert inputs["artifacts"]["validation"]["taskOutputArtifact"] == {
-            "outputArtifactKey": "validation", "producerTask": "prepare-sweep"}
-        assert inputs["parameters"]["validation_fraction"]["componentInputParameter"] == \
-            "validation_fraction"
-    assert students["inputs"]["artifacts"]["validation"]["componentInputArtifact"] == \
+    candidates = next(task for task in _all_tasks(spec).values()
+                      if task["componentRef"]["name"] == "comp-train-model")
+    inputs = candidates["inputs"]
+    # kd students read the soft labels, the baseline the rows without them (both inputs given)
+    assert inputs["artifacts"]["train_data"]["componentInputArtifact"] == \
+        "pipelinechannel--prepare-sweep-train"
+    assert inputs["artifacts"]["soft_labels"]["componentInputArtifact"] == \
+        "pipelinechannel--generate-soft-labels-soft_labels"
+    # every candidate (the baseline too) starts from the champion carried in the loop item
+    assert inputs["parameters"]["warm_start"]["componentInputParameter"].endswith(
+        "-loop-item")
+    assert inputs["parameters"]["warm_start"]["parameterExpressionSelector"] == \
+        'parseJson(string_value)["warm_start"]'
+    assert tasks["prepare-teacher"]["inputs"]["artifacts"]["validation"][
+        "taskOutputArtifact"] == {"outputArtifactKey": "validation",
+                                  "producerTask": "prepare-sweep"}
+    for task_inputs in (tasks["prepare-teacher"]["inputs"], inputs):
+        assert task_inputs["parameters"]["validation_fraction"]["componentInputParameter"] \
+            .endswith("validation_fraction")
+    assert inputs["artifacts"]["validation"]["componentInputArtifact"] == \
         "pipelinechannel--prepare-sweep-validation"
     defaults = spec[0]["root"]["inputDefinitions"]["parameters"]
     assert defaults["validation_fraction"]["defaultValue"] == 0.1

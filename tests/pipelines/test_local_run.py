@@ -12,6 +12,7 @@ import os
 import pytest
 
 from pipelines import local_run
+from recdistill import config as config_lib
 from recdistill import exported, push
 from recdistill.data import filesystems, sample
 
@@ -117,8 +118,30 @@ def test_metrics_artifacts_carry_training_soft_label_and_evaluation_scalars(two_
     models = first.metrics["models"]
     assert any(v == pytest.approx(models["student"]["auc"]) for v in evaluated.values())
     assert any(v == pytest.approx(first.metrics["kd_gain"]["auc"]) for v in evaluated.values())
-    trained = _logged(first, "train-model-2", "metrics")
+    trained = _logged(first, _candidate_task(first, "baseline"), "metrics")
     assert trained and all(isinstance(v, (int, float)) for v in trained.values())
+
+
+def _candidate_task(run, candidate: str) -> str:
+    """The task folder of the sweep's loop iteration that trained ``candidate``."""
+    [task] = [os.path.dirname(name) for name in run.artifacts
+              if name.endswith("/train-model/model")
+              and _logged(run, os.path.dirname(name), "model").get("candidate") == candidate]
+    return task
+
+
+def test_the_baseline_trains_in_the_sweep_loop_without_soft_labels(two_runs):
+    _, first, second, _ = two_runs
+    for run, names in ((first, {"kd", "baseline"}), (second, {"kd", "kd_v1", "baseline"})):
+        tasks = {name: _candidate_task(run, name) for name in names}
+        assert len(set(tasks.values())) == len(names)  # one loop iteration per candidate
+        kd_blocks = {name: len(config_lib.load_config(exported.read_metadata(
+            exported.export_dir(run.artifacts[f"{task}/model"]))["config"]).model_config.kd)
+            for name, task in tasks.items()}
+        assert kd_blocks == {name: 0 if name == "baseline" else 1 for name in names}
+        # evaluate compares with the loop's baseline, copied out by select-candidate
+        assert run.metrics["models"]["baseline"]["digest"] == exported.model_digest(
+            exported.export_dir(run.artifacts[f"{tasks['baseline']}/model"]))
 
 
 def _train_rows(run) -> int:
@@ -162,7 +185,7 @@ def test_classification_metrics_hold_the_students_roc_and_confusion_matrix(two_r
 
 def test_html_artifacts_are_the_reports(two_runs):
     _, first, _, _ = two_runs
-    for name in ("evaluate/report", "train-model-2/report"):
+    for name in ("evaluate/report", f"{_candidate_task(first, 'baseline')}/report"):
         path = first.artifacts[name]
         html = open(path if os.path.isfile(path) else os.path.join(path, "report.html")).read()
         assert html.lstrip().lower().startswith(("<!doctype html", "<html")), name

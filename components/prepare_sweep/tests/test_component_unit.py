@@ -9,7 +9,8 @@ from components.prepare_sweep.component import prepare_sweep
 
 def test_prepare_sweep_returns_one_item_per_candidate_with_champion_and_date(record, artifact):
     candidates = [{"name": "kd", "overrides": {}},
-                  {"name": "kd_v1", "overrides": {"loss_weight": 0.5}}]
+                  {"name": "kd_v1", "overrides": {"loss_weight": 0.5}},
+                  {"name": "baseline", "overrides": {}, "without_kd": True}]
     split = {"train_rows": 90, "validation_rows": 10, "split": "time", "key": "user_id",
              "fraction": 0.1}
     calls = record("prepare_sweep", (candidates, split))

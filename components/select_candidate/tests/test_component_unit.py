@@ -8,14 +8,15 @@ from components.select_candidate.component import select_candidate
 
 
 def _run(artifact, fraction):
-    kd, v1 = artifact(Model, "kd"), artifact(Model, "v1")
+    kd, v1, base = artifact(Model, "kd"), artifact(Model, "v1"), artifact(Model, "base")
     kd.metadata.update(candidate="kd", overrides={})
     v1.metadata.update(candidate="kd_v1", overrides={"temperature": 2.0})
-    outputs = dict(model=artifact(Model, "model"), metrics=artifact(Metrics, "m"),
-                   report=artifact(HTML, "h"), selection=artifact(Artifact, "s"))
+    base.metadata.update(candidate="baseline", overrides={})
+    outputs = dict(model=artifact(Model, "model"), baseline=artifact(Model, "base copy"),
+                   metrics=artifact(Metrics, "m"), report=artifact(HTML, "h"),
+                   selection=artifact(Artifact, "s"))
     select_candidate.python_func(
-        kd_models=[kd, v1], baseline=artifact(Model, "base"),
-        validation=artifact(Dataset, "valid"), config="s.config",
+        candidates=[kd, base, v1], validation=artifact(Dataset, "valid"), config="s.config",
         validation_fraction=fraction, metric="gauc", run_date="d", **outputs)
     return kd, v1, outputs
 
@@ -29,6 +30,7 @@ def test_select_candidate_passes_named_candidates_and_logs_every_score(record, a
     assert args == ("s.config", {"kd": kd.uri, "kd_v1": v1.uri}, artifact(Model, "base").uri,
                     artifact(Dataset, "valid").uri, out["selection"].uri, out["model"].uri)
     assert kwargs["metric"] == "gauc" and kwargs["report_copy"] == out["report"].path
+    assert kwargs["baseline_copy"] == out["baseline"].uri  # evaluate reads the baseline here
     assert kwargs["overrides"] == {"kd": {}, "kd_v1": {"temperature": 2.0}}
     assert out["model"].metadata == {"candidate": "baseline"}
     assert out["metrics"].metadata == {"chose_baseline": 1.0, "valid_gauc_kd": 0.6}

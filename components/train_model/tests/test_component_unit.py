@@ -14,11 +14,12 @@ def test_train_model_logs_every_training_metric(record, artifact):
     train_model.python_func(
         config="s.config", train_data=artifact(Dataset, "train"),
         eval_data=artifact(Dataset, "eval"), run_date="d", model=model,
-        metrics=metrics, report=report, warm_start="gs://b/serving/3", without_kd=True,
-        num_steps=5, mixed_precision=True)
+        metrics=metrics, report=report, warm_start="gs://b/serving/3", num_steps=5,
+        mixed_precision=True)
     [(_, args, kwargs)] = calls
     assert args == ("s.config", model.uri)
-    assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is True
+    assert kwargs["warm_start"] == "gs://b/serving/3" and kwargs["without_kd"] is False
+    assert kwargs["num_steps"] == 5 and kwargs["mixed_precision"] is True
     assert kwargs["report_copy"] == report.path
     assert kwargs["workers"] == 1  # the default: train in the step's own pod
     assert kwargs["validation_uri"] == ""  # no split: eval_data, as before
@@ -47,14 +48,30 @@ def test_train_model_stops_on_the_validation_split_when_there_is_one(record, art
         assert calls[-1][2]["validation_uri"] == expected
 
 
-def test_a_kd_sweep_candidate_overrides_the_kd_blocks_and_names_the_model(record, artifact):
+def _train_candidate(record, artifact, candidate: str):
+    """train_model of one sweep candidate given both tables; returns (kwargs, model)."""
     calls = record("train_model", types.SimpleNamespace(metrics={}))
     model = artifact(Model, "model")
     train_model.python_func(
         config="s.config", train_data=artifact(Dataset, "train"),
         eval_data=artifact(Dataset, "eval"), run_date="d", model=model,
         metrics=artifact(Metrics, "metrics"), report=artifact(HTML, "report"),
-        kd_variant='{"name": "kd_v2", "overrides": {"loss_weight": 0.5}}')
+        soft_labels=artifact(Dataset, "soft"), candidate=candidate)
     [(_, _, kwargs)] = calls
+    return kwargs, model
+
+
+def test_a_kd_sweep_candidate_overrides_the_kd_blocks_and_names_the_model(record, artifact):
+    kwargs, model = _train_candidate(
+        record, artifact, '{"name": "kd_v2", "overrides": {"loss_weight": 0.5}}')
     assert kwargs["kd_overrides"] == {"loss_weight": 0.5} and kwargs["variant_name"] == "kd_v2"
+    assert kwargs["train_uri"] == artifact(Dataset, "soft").uri and kwargs["without_kd"] is False
     assert model.metadata == {"candidate": "kd_v2", "overrides": {"loss_weight": 0.5}}
+
+
+def test_the_baseline_candidate_trains_without_kd_on_the_rows_without_soft_labels(record,
+                                                                                  artifact):
+    kwargs, model = _train_candidate(
+        record, artifact, '{"name": "baseline", "overrides": {}, "without_kd": true}')
+    assert kwargs["train_uri"] == artifact(Dataset, "train").uri and kwargs["without_kd"] is True
+    assert model.metadata == {"candidate": "baseline", "overrides": {}}
