@@ -44,3 +44,32 @@ def test_light_steps_run_without_importing_tensorflow_keras_or_beam(tmp_path):
     assert result == {"champion": "", "uris": ["2026-01-02", "/d/2026-01-02/train", "/d/eval"],
                       "trained": [1, {"a": "b"}], "reused": [0, {}], "folds": [],
                       "heavy": []}
+
+
+_SPLIT = """
+import json, sys
+from recdistill import steps
+from recdistill.data import sample
+
+data = sample.write_sample_data(sys.argv[1], rows=2000)
+candidates, split = steps.prepare_sweep(data.student_config, data.train_path,
+                                        sys.argv[1] + "/train", sys.argv[1] + "/valid",
+                                        fraction=0.2, split="user")
+print(json.dumps({"candidates": [c["name"] for c in candidates], "split": split,
+                  "heavy": sorted(m for m in sys.modules
+                                  if m.split(".")[0] in ("tensorflow", "keras", "apache_beam"))}))
+"""
+
+
+def test_the_sweeps_user_holdout_splits_without_tensorflow(tmp_path):
+    """prepare_sweep hashes user keys with recdistill.data.farmhash, not TF's op."""
+    out = subprocess.run([sys.executable, "-c", _SPLIT, str(tmp_path)], cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["heavy"] == []
+    assert result["candidates"] == ["kd", "baseline"]
+    split = result["split"]
+    assert split["split"] == "user" and split["key"] == "user_id"
+    assert 0.1 < split["validation_rows"] / (split["train_rows"] + split["validation_rows"]) < 0.3

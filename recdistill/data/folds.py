@@ -7,7 +7,8 @@ and all rows of one key land together: a teacher that never saw a fold never saw
 that fold's users either.
 
 The hash is FarmHash Fingerprint64 of ``"<salt>:<value>"`` (``tf.strings.to_hash_bucket_fast``),
-stable across TF versions and platforms. Different salts give independent splits, so the
+stable across TF versions and platforms; outside tf.data it is computed by
+``recdistill.data.farmhash``, the same function without importing TensorFlow. Different salts give independent splits, so the
 validation holdout is not correlated with the cross-fitting folds.
 
 Float keys are refused: their text form is not stable across writers (``1.0`` vs ``1``).
@@ -19,13 +20,14 @@ looks like the eval table (later rows of known users).
 
 import contextlib
 import logging
+import sys
 from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recdistill.data import filesystems, tables
+from recdistill.data import farmhash, filesystems, tables
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +55,21 @@ def buckets(values, num_buckets: int, *, salt: str, column: str = "key") -> np.n
     Raises:
         ValueError: ``num_buckets`` < 1, or keys that are neither integers nor strings.
     """
-    import tensorflow as tf
-
     if num_buckets < 1:
         raise ValueError(f"num_buckets must be >= 1, got {num_buckets}.")
-    if isinstance(values, tf.Tensor):
+    tf = sys.modules.get("tensorflow")  # a tf.Tensor means TF is loaded; never load it here
+    if tf is not None and isinstance(values, tf.Tensor):
         return tf.strings.to_hash_bucket_fast(
             tf.strings.join([salt + ":", _tf_text(values, column)]), num_buckets)
-    text = _arrow_text(values, column).to_numpy(zero_copy_only=False).astype(object)
-    keyed = np.char.add(salt + ":", text.astype(str)) if len(text) else text.astype(str)
-    return tf.strings.to_hash_bucket_fast(keyed, num_buckets).numpy()
+    text = _arrow_text(values, column)
+    distinct = pc.unique(text)
+    # Each distinct key is hashed once; str() of a null is "None", as numpy's str cast gives.
+    keyed = [f"{salt}:{value}".encode() for value in distinct.to_pylist()]
+    hashed = farmhash.fingerprint64(keyed) % np.uint64(num_buckets)
+    position = pc.index_in(text, value_set=distinct)
+    if isinstance(position, pa.ChunkedArray):
+        position = position.combine_chunks()
+    return hashed[position.to_numpy(zero_copy_only=False)].astype(np.int64)
 
 
 def _tf_text(values, column: str):
