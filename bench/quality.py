@@ -614,6 +614,9 @@ def parse_args(argv=None):
     parser.add_argument("--validation-split", choices=("user", "time"), default="user",
                         help="scenarios suite: the kd sweep's holdout (the pipeline's "
                              "validation_split; default user, as shipped)")
+    parser.add_argument("--validation-fraction", type=float, default=0.1,
+                        help="scenarios suite: the holdout's share (the pipeline's "
+                             "validation_fraction; default 0.1, as shipped)")
     return parser.parse_args(argv)
 
 
@@ -631,7 +634,8 @@ def run_suite(suite: Suite, args, work_dir: str) -> str:
         import quality_scenarios
 
         return quality_scenarios.run(args.data, data, args.seeds, work_dir, args.out, clock,
-                                     split=args.validation_split)
+                                     split=args.validation_split,
+                                     fraction=args.validation_fraction)
     suite_dir = os.path.join(work_dir, suite.name)
     unknown = set(args.only) - {s.name for s in suite.settings}
     if unknown:

@@ -87,15 +87,16 @@ def teacher_config(kind: str, teacher_cfg, student_cfg, train_rows: int):
     return cfg
 
 
-def split_training_table(data, student_cfg, out_dir: str, split: str) -> tuple:
-    """The train and validation parts of train.csv, as the kd sweep carves them (``split``:
-    the pipeline's ``validation_split``)."""
+def split_training_table(data, student_cfg, out_dir: str, split: str,
+                         fraction: float) -> tuple:
+    """The train and validation parts of train.csv, as the kd sweep carves them (``split``
+    and ``fraction``: the pipeline's ``validation_split`` and ``validation_fraction``)."""
     from recdistill import selection
 
     train_uri, valid_uri = os.path.join(out_dir, "train"), os.path.join(out_dir, "valid")
     if not (os.path.isdir(train_uri) and os.path.isdir(valid_uri)):
         selection.split_validation(data.train_path, student_cfg, train_uri, valid_uri,
-                                   split=split)
+                                   split=split, fraction=fraction)
     return train_uri, valid_uri
 
 
@@ -137,7 +138,8 @@ def sweep(student: str, baseline: str, student_cfg, seed: int, paths, scenario: 
                             overrides=overrides)
 
 
-def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -> dict:
+def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str,
+             fraction: float) -> dict:
     """Every scenario for one seed; returns scenario name -> its measurements."""
     from recdistill import cross_fit, evaluation, selection, training
     from recdistill.data import datasets
@@ -147,7 +149,7 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -
     student_cfg = config_lib.load_config(data.student_config)
     teacher_cfg = config_lib.load_config(data.teacher_config)
     train_uri, valid_uri = split_training_table(data, student_cfg,
-                                                os.path.join(work_dir, "split"), split)
+                                                os.path.join(work_dir, "split"), split, fraction)
     train_rows = _rows(train_uri)
     key = cross_fit.resolve_key(student_cfg)
 
@@ -214,7 +216,8 @@ def run_seed(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -
     return results
 
 
-def _seed_results(seed: int, data, work_dir: str, clock: quality.Clock, split: str) -> dict:
+def _seed_results(seed: int, data, work_dir: str, clock: quality.Clock, split: str,
+                  fraction: float) -> dict:
     """``run_seed``'s results, kept in the seed's folder so that a stopped run resumes at the
     first seed it did not finish."""
     import json
@@ -226,7 +229,7 @@ def _seed_results(seed: int, data, work_dir: str, clock: quality.Clock, split: s
         clock.say(f"seed {seed}: results of an earlier run in {path}")
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    results = run_seed(seed, data, work_dir, clock, split)
+    results = run_seed(seed, data, work_dir, clock, split, fraction)
     json_files.write_json(path, results)
     return results
 
@@ -271,17 +274,22 @@ def table(per_seed: list) -> str:
 
 
 def run(data_name: str, data, seeds: int, work_dir: str, out_dir: str,
-        clock: quality.Clock, split: str = "user") -> str:
-    """Runs every scenario over ``seeds`` seeds with the ``split`` holdout; writes
-    quality-scenarios-<data>-<split>-holdout.md."""
-    per_seed = [_seed_results(seed, data, os.path.join(work_dir, f"scenarios-{split}"), clock,
-                              split)
+        clock: quality.Clock, split: str = "user", fraction: float = 0.1) -> str:
+    """Runs every scenario over ``seeds`` seeds with the ``split`` holdout of ``fraction`` of
+    the keys or rows; writes quality-scenarios-<data>-<split>-holdout[-<percent>pct].md (the
+    suffix when ``fraction`` is not the shipped 0.1)."""
+    from recdistill import selection
+
+    share = "" if fraction == selection.DEFAULT_FRACTION else f"-{round(fraction * 100)}pct"
+    name = f"{split}-holdout{share}"
+    per_seed = [_seed_results(seed, data, os.path.join(work_dir, f"scenarios-{split}{share}"),
+                              clock, split, fraction)
                 for seed in range(seeds)]
     text = table(per_seed)
     print(text)
     return quality.write_text_report(
-        out_dir, f"quality-scenarios-{data_name}-{split}-holdout.md",
-        f"# kd failure scenarios on {data_name}, {split} holdout\n\n"
+        out_dir, f"quality-scenarios-{data_name}-{name}.md",
+        f"# kd failure scenarios on {data_name}, {split} holdout of {fraction:.0%}\n\n"
         f"{__doc__.split(chr(10) * 2, 1)[1]}\n"
         f"Mean ± std over {seeds} seed(s) of the per-seed difference to the baseline.\n\n"
         f"{text}\n\n", clock.elapsed())
