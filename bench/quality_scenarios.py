@@ -23,8 +23,8 @@ its shipped defaults: the best of {kd, baseline} on the validation part
 (``recdistill.selection.select``; a tie goes to the baseline). The *sweep* adds the kd
 variants ``SWEEP_VARIANTS`` (pipeline parameter ``kd_variants``) on the same soft labels and
 pushes the best of {kd, its variants, baseline} on the validation part. Everything is
-evaluated on eval.csv, which no choice looked at. The soft-label job's leak guard (teacher AUC on the rows
-it scored vs its eval AUC) is reported beside.
+evaluated on eval.csv, which no choice looked at. The soft-label job's leak guard (teacher AUC
+on the rows it scored vs its eval AUC) is reported beside.
 """
 
 import dataclasses

@@ -144,8 +144,7 @@ def _len_over64(s: _Strings) -> np.ndarray:
     v0 = v1 = w0 = w1 = np.zeros(n, dtype=np.uint64)
     chunks = (s.lengths - 1) // 64
     for chunk in range(int(chunks.max())):
-        live = chunk < chunks
-        p = np.full(n, chunk * 64, dtype=np.int64)
+        live, p = chunk < chunks, chunk * 64
         nx = _rotate(x + y + v0 + s.fetch64(p + 8), 37) * _K1
         ny = _rotate(y + v1 + s.fetch64(p + 48), 42) * _K1
         nx = nx ^ w1

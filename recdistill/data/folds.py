@@ -8,8 +8,9 @@ that fold's users either.
 
 The hash is FarmHash Fingerprint64 of ``"<salt>:<value>"`` (``tf.strings.to_hash_bucket_fast``),
 stable across TF versions and platforms; outside tf.data it is computed by
-``recdistill.data.farmhash``, the same function without importing TensorFlow. Different salts give independent splits, so the
-validation holdout is not correlated with the cross-fitting folds.
+``recdistill.data.farmhash``, the same function without importing TensorFlow. Different
+salts give independent splits, so the validation holdout is not correlated with the
+cross-fitting folds.
 
 Float keys are refused: their text form is not stable across writers (``1.0`` vs ``1``).
 
